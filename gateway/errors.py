@@ -1,0 +1,139 @@
+"""One exception tree; the class decides the outcome.
+
+- ``Transient``  ⇒ the job is retried later (never delivered in the meantime).
+- ``Permanent``  ⇒ the whole message is quarantined with ``reason``.
+- ``PartRefused`` ⇒ one part is removed from the message with ``reason``;
+  the rest of the message still goes through.
+
+Every leaf carries a stable ``reason`` string: the API, the notice and the
+metrics show it, so never rename one.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MugaiError(Exception):
+    reason: ClassVar[str] = "internal_error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.reason)
+        self.detail = detail
+
+
+# --- retry later -----------------------------------------------------------
+class Transient(MugaiError):
+    reason = "transient_error"
+
+
+class ScannerUnavailable(Transient):
+    reason = "clamd_unavailable"
+
+
+class RelayTemporary(Transient):
+    reason = "relay_temporary"
+
+
+class SpoolError(Transient):
+    reason = "spool_error"
+
+
+class ConverterBusy(Transient):
+    reason = "converter_busy"
+
+
+# --- quarantine the whole message --------------------------------------------
+class Permanent(MugaiError):
+    reason = "permanent_error"
+
+
+class VirusFound(Permanent):
+    reason = "virus_found"
+
+    def __init__(self, signature: str) -> None:
+        super().__init__(signature)
+        self.signature = signature
+
+
+class Unparseable(Permanent):
+    reason = "unparseable"
+
+
+class MessageTooLarge(Permanent):
+    reason = "too_large"
+
+
+class TooManyParts(Permanent):
+    reason = "too_many_parts"
+
+
+class TooDeep(Permanent):
+    reason = "too_deep"
+
+
+class RelayRejected(Permanent):
+    reason = "relay_rejected"
+
+
+class RelayTimeout(Permanent):
+    reason = "relay_timeout"
+
+
+class MailLoop(Permanent):
+    reason = "mail_loop"
+
+
+class InternalError(Permanent):
+    reason = "internal_error"
+
+
+# --- remove one part ---------------------------------------------------------
+class PartRefused(MugaiError):
+    reason = "removed"
+
+
+class NotYetSupported(PartRefused):
+    reason = "not_yet_supported"
+
+
+class UnsupportedType(PartRefused):
+    reason = "unsupported_type"
+
+
+class TypeMismatch(PartRefused):
+    reason = "type_mismatch"
+
+
+class Encrypted(PartRefused):
+    reason = "encrypted"
+
+
+class PartTooLarge(PartRefused):
+    reason = "too_large"
+
+
+class ConversionFailed(PartRefused):
+    reason = "conversion_failed"
+
+
+class ConversionTimeout(PartRefused):
+    reason = "conversion_timeout"
+
+
+class InvalidOutput(PartRefused):
+    """A converter returned numbers or bytes the trusted side does not accept."""
+
+    reason = "invalid_output"
+
+
+class ActiveContent(PartRefused):
+    reason = "active_content"
+
+
+class ArchiveLimit(PartRefused):
+    reason = "archive_limit"
+
+
+class PartVirusFound(PartRefused):
+    reason = "virus_found"

@@ -1,0 +1,72 @@
+"""Frozen value types passed between the stages."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Envelope:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    peer: str = ""
+    helo: str = ""
+
+
+class Action(str, enum.Enum):
+    KEPT = "kept"  # text re-encoded, content unchanged
+    CONVERTED = "converted"  # rebuilt into another format (PDF pages, PNG, ...)
+    REMOVED = "removed"  # not delivered; see reasons
+    BODY = "body"  # used as (part of) the message body
+
+
+@dataclass(frozen=True)
+class CleanFile:
+    """One rebuilt file ready to attach: only allowed output types."""
+
+    filename: str
+    content_type: str  # application/pdf, image/png, image/jpeg, text/plain, text/csv
+    data: bytes
+
+
+@dataclass(frozen=True)
+class SanitizeResult:
+    files: tuple[CleanFile, ...]
+    action: Action
+    reasons: tuple[str, ...] = ()
+    detail: str = ""
+    # Per-member results when the input was an archive or a nested message.
+    children: tuple[PartReport, ...] = ()
+
+
+@dataclass(frozen=True)
+class PartReport:
+    """What happened to one original part; shown in the notice and the API."""
+
+    index: str  # "1", "2.1", ... position in the MIME tree or archive
+    filename: str
+    declared_type: str
+    detected_type: str
+    action: Action
+    reasons: tuple[str, ...] = ()
+    size: int = 0
+    sha256: str = ""
+    outputs: tuple[str, ...] = ()  # file names delivered for this part
+    seconds: float = 0.0
+    children: tuple[PartReport, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    clean: bool
+    signature: str = ""
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Detected:
+    kind: str  # registry key: "pdf", "docx", "png", "zip", "text", ... or "unknown"
+    mime: str  # libmagic's MIME type
+    description: str = ""
+    flags: frozenset[str] = field(default_factory=frozenset)  # "encrypted", "macros", "polyglot"
