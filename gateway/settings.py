@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -64,7 +64,12 @@ def _check_hostport(value: str) -> str:
 HostPort = Annotated[str, BeforeValidator(lambda v: _check_hostport(str(v)))]
 
 
-class SmtpSettings(BaseModel):
+class _Section(BaseModel):
+    # A typo in a key must stop the start, not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SmtpSettings(_Section):
     listen: HostPort = "127.0.0.1:2525"
     hostname: str = "mugai.example.lg.jp"
     accepted_domains: list[str] = ["town.example.lg.jp"]
@@ -73,7 +78,6 @@ class SmtpSettings(BaseModel):
     # aiosmtpd refuses lines over 1001 octets by default; real mail has longer ones.
     max_line_bytes: int = Field(65_536, ge=1001)
     command_timeout: Duration = 300.0
-    data_timeout: Duration = 600.0
     max_connections: int = Field(200, gt=0)
     # Accept no new mail (451) while this many jobs wait in the spool.
     max_backlog: int = Field(10_000, gt=0)
@@ -84,8 +88,10 @@ class SmtpSettings(BaseModel):
         return [d.strip().lower().rstrip(".") for d in domains if d.strip()]
 
 
-class DeliverySettings(BaseModel):
-    relay: str = "127.0.0.1:2526"  # empty ⇒ Maildir in <data_dir>/outbox
+class DeliverySettings(_Section):
+    # Empty ⇒ Maildir in <data_dir>/outbox. Embedded default is empty so `mugai serve` alone
+    # shows sanitized mail arriving with no other server; production sets the LGWAN relay.
+    relay: str = ""
     retry_schedule: list[Duration] = [60.0, 300.0, 900.0, 3600.0]
     max_queue_lifetime: Duration = 5 * 86400.0
     timeout: Duration = 60.0
@@ -105,22 +111,22 @@ class DeliverySettings(BaseModel):
         return value
 
 
-class ClamavSettings(BaseModel):
+class ClamavSettings(_Section):
     address: HostPort = "127.0.0.1:3310"
     timeout: Duration = 60.0
     chunk_bytes: int = Field(65_536, gt=0)
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Section):
     data_dir: Path = Path("var")
     database_url: SecretStr = SecretStr("")
 
 
-class AdminSettings(BaseModel):
+class AdminSettings(_Section):
     listen: HostPort = "127.0.0.1:8025"
 
 
-class SanitizeSettings(BaseModel):
+class SanitizeSettings(_Section):
     max_parts: int = Field(200, gt=0)
     max_depth: int = Field(10, gt=0)
     max_header_bytes: int = Field(262_144, gt=0)
@@ -141,13 +147,13 @@ class SanitizeSettings(BaseModel):
     network_isolation: Literal["auto", "required", "off"] = "auto"
 
 
-class NoticeSettings(BaseModel):
+class NoticeSettings(_Section):
     # Tell recipients when a whole message was withheld (virus, unparseable).
     withheld_notice: bool = True
     contact: str = "情報システム担当 / IT administrator"
 
 
-class RetentionSettings(BaseModel):
+class RetentionSettings(_Section):
     delivered: Duration = 90 * 86400.0
     quarantined: Duration = 180 * 86400.0
     released: Duration = 180 * 86400.0
@@ -155,12 +161,12 @@ class RetentionSettings(BaseModel):
     interval: Duration = 3600.0
 
 
-class TlsSettings(BaseModel):
+class TlsSettings(_Section):
     cert_file: Path | None = None
     key_file: Path | None = None
 
 
-class WatchSettings(BaseModel):
+class WatchSettings(_Section):
     inbox: Path | None = None
     outbox: Path | None = None
     failed: Path | None = None

@@ -33,3 +33,6 @@ def corpus() -> Path:
 @pytest.fixture(scope="session")
 def fixtures() -> Path:
     return FIXTURES
+
+
+pytest_plugins = ["tests.plugins.clamd", "tests.plugins.smtp_sink", "tests.plugins.gateway"]

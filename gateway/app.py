@@ -1,0 +1,137 @@
+"""Composition root: settings → adapters → SMTP listener, workers and admin API in one loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+from gateway.ingress.smtp import start_smtp
+from gateway.pipeline import Pipeline
+from gateway.relay import MaildirRelay, Relay, SmtpRelay
+from gateway.sanitize.base import OfficeConverter
+from gateway.scan.clamd import ClamdScanner
+from gateway.settings import Settings
+from gateway.spool import Spool
+from gateway.store.repository import Store, database_url
+from gateway.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def make_relay(settings: Settings) -> Relay:
+    if settings.delivery.relay:
+        return SmtpRelay(
+            settings.delivery.relay,
+            hostname=settings.smtp.hostname,
+            timeout=settings.delivery.timeout,
+            require_tls=settings.delivery.require_tls,
+        )
+    return MaildirRelay(settings.outbox_dir)
+
+
+def make_store(settings: Settings) -> Store:
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(
+        database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir)
+    )
+    store.create_schema()
+    return store
+
+
+def make_office(settings: Settings) -> OfficeConverter:
+    from gateway.sanitize.office import OfficePool
+
+    return OfficePool.from_settings(settings.sanitize)
+
+
+class Gateway:
+    """Everything `mugai serve` runs; tests start it with port 0 listeners."""
+
+    def __init__(self, settings: Settings, *, office: OfficeConverter | None = None) -> None:
+        self.settings = settings
+        self.spool = Spool(settings.spool_dir)
+        self.store = make_store(settings)
+        self.scanner = ClamdScanner(
+            settings.clamav.address,
+            timeout=settings.clamav.timeout,
+            chunk_bytes=settings.clamav.chunk_bytes,
+        )
+        self.relay = make_relay(settings)
+        self._own_office = office is None
+        self.office = office
+        self.wakeup = asyncio.Event()
+        self.pipeline = Pipeline(settings, self.scanner, office)
+        self.worker = Worker(settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup)
+        self.smtp_server: asyncio.base_events.Server | None = None
+        self._worker_task: asyncio.Task[None] | None = None
+
+    @property
+    def smtp_address(self) -> tuple[str, int]:
+        assert self.smtp_server is not None
+        sock = self.smtp_server.sockets[0].getsockname()
+        return str(sock[0]), int(sock[1])
+
+    async def start(self) -> None:
+        recovered = self.spool.recover()
+        if recovered:
+            log.warning("job=- recovered %d jobs claimed before a restart", recovered)
+        if self.office is None:
+            # Lazy: LibreOffice starts on the first document (serve() warms it up).
+            self.office = make_office(self.settings)
+            self.pipeline.office = self.office
+        self.smtp_server = await start_smtp(self.settings, self.spool, self.wakeup)
+        host, port = self.smtp_address
+        log.info("job=- SMTP listening on %s:%d", host, port)
+        self._worker_task = asyncio.create_task(
+            self.worker.run(self.settings.delivery.workers), name="workers"
+        )
+
+    async def stop(self) -> None:
+        if self.smtp_server is not None:
+            self.smtp_server.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.smtp_server.wait_closed(), 5)
+        self.worker.stop()
+        if self._worker_task is not None:
+            self._worker_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._worker_task
+        # Claimed jobs go back to the queue on the next start (Spool.recover).
+        close = getattr(self.office, "close", None)
+        if self._own_office and callable(close):
+            await asyncio.to_thread(close)
+        self.store.close()
+
+
+async def serve(settings: Settings) -> None:
+    from gateway.api.server import start_admin
+
+    gateway = Gateway(settings)
+    await gateway.start()
+    warm = getattr(gateway.office, "start", None)
+    if callable(warm):
+        asyncio.get_running_loop().run_in_executor(None, warm)
+    admin = await start_admin(settings, gateway)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("job=- shutting down")
+    await admin.stop()
+    await gateway.stop()
+
+
+def configure_logging(level: str = "INFO") -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def default_config_path() -> Path | None:
+    path = Path("config/gateway.toml")
+    return path if path.exists() else None

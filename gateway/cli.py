@@ -1,0 +1,101 @@
+"""The `mugai` command (DESIGN.md §4.1)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from gateway.settings import Settings, load_settings, masked_dump
+
+EXIT_OK, EXIT_REMOVED, EXIT_USAGE = 0, 1, 2
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load_settings(Path(path) if path else None)
+    except FileNotFoundError as exc:
+        raise SystemExit(_usage(f"config file not found: {exc.filename}")) from exc
+    except ValidationError as exc:
+        raise SystemExit(_usage(f"invalid configuration:\n{exc}")) from exc
+    except ValueError as exc:  # TOML syntax
+        raise SystemExit(_usage(f"invalid configuration: {exc}")) from exc
+
+
+def _usage(message: str) -> int:
+    print(f"mugai: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import configure_logging, serve
+
+    settings = _settings(args.config)
+    configure_logging(args.log_level)
+    asyncio.run(serve(settings))
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    print(json.dumps(masked_dump(settings), ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
+def cmd_sanitize(args: argparse.Namespace) -> int:
+    from gateway.offline import sanitize_paths
+
+    settings = _settings(args.config)
+    paths = [Path(p) for p in args.paths]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        return _usage(f"no such file: {', '.join(missing)}")
+    out = Path(args.out) if args.out else None
+    report, all_clean = sanitize_paths(paths, out, settings)
+    if args.json:
+        print(json.dumps(report, ensure_ascii=False, indent=2))
+    return EXIT_OK if all_clean else EXIT_REMOVED
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mugai", description="無害化 mail/file gateway")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run SMTP intake, workers and the admin API")
+    p.add_argument("--config", help="TOML config (embedded defaults when omitted)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate and print the effective settings")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("sanitize", help="sanitize files or .eml messages offline")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--out", help="output folder (default: beside each input)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--config")
+    p.set_defaults(func=cmd_sanitize)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help
+        return int(exc.code or 0)
+    func: Any = args.func
+    try:
+        return int(func(args))
+    except SystemExit as exc:
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

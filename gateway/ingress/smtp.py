@@ -1,0 +1,187 @@
+"""SMTP intake (aiosmtpd) on the running event loop.
+
+Replies follow DESIGN.md §4.3: 250 only after the spool write is fsynced;
+550 5.7.1 outside the accepted domains; 552 5.3.4 for size; 451 4.3.0 for any
+trouble of ours (never aiosmtpd's ``500 Error: (ExcName)``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+import time
+from typing import Any, AnyStr
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from gateway.errors import SpoolError
+from gateway.settings import Settings, split_hostport
+from gateway.spool import JobMeta, Spool, new_id
+
+log = logging.getLogger(__name__)
+
+# local@domain with a plain local part: no source routes, no %-hacks, no bang paths,
+# no quoted local parts hiding another "@" (classic open-relay tricks).
+_ADDRESS = re.compile(r"^[^\s@%!\"<>(),;:\\\[\]]{1,64}@([A-Za-z0-9.-]{1,253})$")
+
+_REWRITES = (
+    ("552 Error: message size", "552 5.3.4 Message size exceeds fixed maximum message size"),
+    ("552 Error: Too much mail data", "552 5.3.4 Message too big for this gateway"),
+    ("500 Error: (", "451 4.3.0 Temporary local problem, try again later"),
+    ("500 Error: Cannot describe", "451 4.3.0 Temporary local problem, try again later"),
+)
+
+
+class GatewaySMTP(SMTP):
+    """aiosmtpd's SMTP with our reply codes and a connection cap."""
+
+    line_length_limit = 65_536  # replaced per instance from settings, see make_protocol
+    active_connections = 0
+    max_connections = 200
+
+    async def push(self, status: AnyStr) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
+        for prefix, replacement in _REWRITES:
+            if text.startswith(prefix):
+                text = replacement
+                break
+        await super().push(text)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        type(self).active_connections += 1
+        self._counted = True
+        super().connection_made(transport)
+        if type(self).active_connections > self.max_connections:
+            # Slowloris or a flood: refuse early rather than hold memory.
+            write = getattr(transport, "write", None)
+            if write is not None:
+                write(b"421 4.7.0 Too many connections, try again later\r\n")
+            transport.close()
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if getattr(self, "_counted", False):
+            type(self).active_connections -= 1
+            self._counted = False
+        super().connection_lost(error)
+
+
+class IntakeHandler:
+    def __init__(self, settings: Settings, spool: Spool, on_queued: asyncio.Event) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.on_queued = on_queued
+        self.domains = frozenset(settings.smtp.accepted_domains)
+        self._depth = 0
+        self._depth_at = 0.0
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+    ) -> str:
+        for option in mail_options:
+            key, _, value = option.partition("=")
+            if key.upper() == "SIZE":
+                try:
+                    if int(value) > self.settings.smtp.max_message_bytes:
+                        return "552 5.3.4 Message size exceeds fixed maximum message size"
+                except ValueError:
+                    return "501 5.5.4 Bad SIZE parameter"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 2.1.0 OK"
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        match = _ADDRESS.match(address)
+        if not match or match.group(1).lower().rstrip(".") not in self.domains:
+            return "550 5.7.1 Relaying denied"
+        if len(envelope.rcpt_tos) >= self.settings.smtp.max_recipients:
+            return "452 4.5.3 Too many recipients"
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return "250 2.1.5 OK"
+
+    def _backlog(self) -> int:
+        # Counting the spool is a directory scan: refresh at most once a second.
+        now = time.monotonic()
+        if now - self._depth_at > 1.0:
+            self._depth = self.spool.depth()
+            self._depth_at = now
+        return self._depth
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        job_id = new_id()
+        try:
+            if not envelope.rcpt_tos:
+                return "503 5.5.1 No valid recipients"
+            if self._backlog() >= self.settings.smtp.max_backlog:
+                log.warning("job=%s refused: backlog over %s", job_id, self.settings.smtp.max_backlog)
+                return "451 4.3.0 Backlog too large, try again later"
+            data = envelope.original_content or b""
+            if len(data) > self.settings.smtp.max_message_bytes:
+                return "552 5.3.4 Message too big for this gateway"
+            peer = session.peer
+            meta = JobMeta(
+                id=job_id,
+                kind="mail",
+                mail_from=str(envelope.mail_from or ""),
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                peer=str(peer[0]) if isinstance(peer, tuple) else str(peer or ""),
+                helo=str(session.host_name or ""),
+            )
+            await asyncio.to_thread(self.spool.put, meta, data)
+            self._depth += 1
+        except SpoolError as exc:
+            log.error("job=%s spool write failed: %s", job_id, exc.detail)
+            return "451 4.3.0 Temporary local problem, try again later"
+        except Exception:  # noqa: BLE001 - any bug of ours is a tempfail, never a 250 or a 500
+            log.exception("job=%s intake failed", job_id)
+            return "451 4.3.0 Temporary local problem, try again later"
+        log.info("job=%s queued size=%d rcpts=%d", job_id, len(data), len(envelope.rcpt_tos))
+        self.on_queued.set()
+        return f"250 2.0.0 queued as {job_id}"
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("smtp session error: %s", type(error).__name__)
+        return "451 4.3.0 Temporary local problem, try again later"
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.tls.cert_file and settings.tls.key_file:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.load_cert_chain(str(settings.tls.cert_file), str(settings.tls.key_file))
+        return ctx
+    return None
+
+
+async def start_smtp(
+    settings: Settings, spool: Spool, on_queued: asyncio.Event
+) -> asyncio.base_events.Server:
+    """Listen on ``smtp.listen`` (port 0 picks a free port: see ``server.sockets``)."""
+    handler = IntakeHandler(settings, spool, on_queued)
+    host, port = split_hostport(settings.smtp.listen, 25)
+    tls = tls_context(settings)
+    cfg = settings.smtp
+
+    class Protocol(GatewaySMTP):
+        line_length_limit = cfg.max_line_bytes
+        max_connections = cfg.max_connections
+        active_connections = 0
+
+    def factory() -> GatewaySMTP:
+        kwargs: dict[str, Any] = dict(
+            data_size_limit=cfg.max_message_bytes,
+            hostname=cfg.hostname,
+            ident="mugai ESMTP",
+            decode_data=False,
+            enable_SMTPUTF8=True,
+            timeout=cfg.command_timeout,
+            tls_context=tls,
+            require_starttls=False,
+        )
+        return Protocol(handler, **kwargs)
+
+    loop = asyncio.get_running_loop()
+    return await loop.create_server(factory, host=host, port=port)

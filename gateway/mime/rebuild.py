@@ -1,0 +1,127 @@
+"""Build the message the LGWAN side receives (DESIGN.md §4.4)."""
+
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+import time
+from collections.abc import Iterable
+from email.headerregistry import Address
+from email.message import EmailMessage
+
+from gateway.mime.parse import address_list
+from gateway.model import CleanFile
+
+_CTRL = re.compile(r"[\x00-\x1f\x7f]+")
+_MSGID = re.compile(r"<[^<>\s]{1,500}>")
+# SMTP policy: CRLF, RFC 2047/2231 for non-ASCII (the relay may not speak SMTPUTF8).
+POLICY = email.policy.SMTP.clone(max_line_length=998)
+SANITIZED_HEADER = "X-Mugai-Sanitized"
+
+
+def _one_line(value: str, limit: int = 2000) -> str:
+    return _CTRL.sub(" ", value).strip()[:limit]
+
+
+def _addresses(value: str) -> list[Address]:
+    out: list[Address] = []
+    for name, addr in address_list(_one_line(value, 8000))[:200]:
+        name = _one_line(name, 200)
+        try:
+            local, _, domain = addr.rpartition("@")
+            if local and domain:
+                out.append(Address(display_name=name, username=local, domain=domain))
+            elif name:
+                out.append(Address(display_name=name))
+        except (ValueError, IndexError, TypeError):
+            # An address the registry cannot represent is dropped from the header, never passed raw.
+            continue
+    return out
+
+
+def _set_address_header(msg: EmailMessage, name: str, value: str) -> None:
+    addrs = _addresses(value)
+    if not addrs:
+        return
+    try:
+        msg[name] = addrs
+    except (ValueError, IndexError, TypeError):
+        msg[name] = ", ".join(a.addr_spec for a in addrs if a.addr_spec)
+
+
+def _msgids(value: str, limit: int) -> str:
+    return " ".join(_MSGID.findall(value)[-limit:])
+
+
+def build_message(
+    *,
+    headers: dict[str, str],
+    body: str,
+    files: Iterable[CleanFile],
+    mugai_id: str,
+    tokens: Iterable[str],
+    received: str,
+) -> bytes:
+    msg = EmailMessage(policy=POLICY)
+    msg["Received"] = received
+    for key, header in (("from", "From"), ("to", "To"), ("cc", "Cc"), ("reply-to", "Reply-To")):
+        if key in headers:
+            _set_address_header(msg, header, headers[key])
+    subject = _one_line(headers.get("subject", ""), 1000)
+    if subject:
+        msg["Subject"] = subject
+    date = headers.get("date", "")
+    try:
+        parsed = email.utils.parsedate_to_datetime(_one_line(date)) if date else None
+    except (TypeError, ValueError, IndexError):
+        parsed = None
+    msg["Date"] = (
+        email.utils.format_datetime(parsed) if parsed else email.utils.formatdate(localtime=True)
+    )
+    message_id = _msgids(headers.get("message-id", ""), 1)
+    if message_id:
+        # Unchanged, so replies thread; set raw to keep it byte-identical.
+        msg["Message-ID"] = message_id
+    for key, header in (("in-reply-to", "In-Reply-To"), ("references", "References")):
+        ids = _msgids(headers.get(key, ""), 50)
+        if ids:
+            msg[header] = ids
+    msg["X-Mugai-Id"] = mugai_id
+    msg[SANITIZED_HEADER] = " ".join(sorted(set(tokens))) or "NONE"
+    msg["MIME-Version"] = "1.0"
+    msg.set_content(body, charset="utf-8", cte="base64")
+    for f in files:
+        maintype, _, subtype = f.content_type.partition("/")
+        if maintype == "text":
+            msg.add_attachment(
+                f.data.decode("utf-8"), subtype=subtype, charset="utf-8", cte="base64",
+                filename=f.filename,
+            )  # fmt: skip
+        else:
+            msg.add_attachment(f.data, maintype=maintype, subtype=subtype, filename=f.filename)
+    return msg.as_bytes(policy=POLICY)
+
+
+def received_line(*, helo: str, peer: str, hostname: str, mugai_id: str, rcpt: str) -> str:
+    helo = re.sub(r"[^A-Za-z0-9.\-\[\]:]", "", helo)[:100] or "unknown"
+    peer = re.sub(r"[^0-9A-Fa-f.:]", "", peer)[:64] or "unknown"
+    for_part = f" for <{rcpt}>" if rcpt and "\n" not in rcpt else ""
+    stamp = email.utils.formatdate(time.time(), localtime=True)
+    return f"from {helo} ([{peer}]) by {hostname} (mugai) with ESMTP id {mugai_id}{for_part}; {stamp}"
+
+
+def build_withheld_notice(
+    *, mail_from: str, rcpt: Iterable[str], text: str, mugai_id: str, hostname: str
+) -> bytes:
+    """A short notice to the recipients without any of the withheld message's content."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = Address("mugai", "postmaster", hostname)
+    msg["To"] = ", ".join(rcpt)
+    msg["Subject"] = "【配送保留】メールを保管しました / A message was withheld"
+    msg["Date"] = email.utils.formatdate(localtime=True)
+    msg["Message-ID"] = email.utils.make_msgid("mugai", hostname)
+    msg["X-Mugai-Id"] = mugai_id
+    msg[SANITIZED_HEADER] = "WITHHELD"
+    msg.set_content(text, charset="utf-8", cte="base64")
+    return msg.as_bytes(policy=POLICY)

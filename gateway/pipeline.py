@@ -1,0 +1,234 @@
+"""One message through the stages: scan the original, parse, sanitize, rebuild.
+
+``Pipeline.process`` returns an outcome (``Deliver`` or ``Quarantine``) or raises
+``Transient`` for the worker to retry. Parsing and sanitizing run in a thread
+(the converters themselves run in sandboxed child processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from gateway.errors import MailLoop, MessageTooLarge, Permanent
+from gateway.mime import html as html_mod
+from gateway.mime.notice import render_notice
+from gateway.mime.parse import ParsedMessage, parse_message
+from gateway.mime.rebuild import build_message, received_line
+from gateway.model import Action, CleanFile, PartReport, ScanResult
+from gateway.sanitize.base import Context, OfficeConverter, PageBudget
+from gateway.sanitize.registry import sanitize_part
+from gateway.settings import Settings
+from gateway.spool import JobMeta
+
+MAX_HOPS_THROUGH_US = 3
+
+
+class Scanner(Protocol):
+    async def scan(self, data: bytes) -> ScanResult: ...
+
+
+@dataclass(frozen=True)
+class MessageReport:
+    parts: tuple[PartReport, ...] = ()
+    tokens: tuple[str, ...] = ()
+    subject: str = ""
+    message_id: str = ""
+    header_from: str = ""
+    scan: ScanResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    sha256: str = ""
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class Deliver:
+    data: bytes
+    report: MessageReport
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    reason: str
+    detail: str
+    report: MessageReport
+
+
+Outcome = Deliver | Quarantine
+
+
+@dataclass(frozen=True)
+class SanitizedMessage:
+    data: bytes
+    report: MessageReport
+
+
+def _quote(text: str, level: int) -> str:
+    if level <= 0:
+        return text
+    prefix = "> " * level
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport]]:
+    """Plain text of all body parts; (text, html_converted, links_disarmed, reports)."""
+    chunks: list[str] = []
+    html_converted = False
+    links = 0
+    reports: list[PartReport] = []
+    for body in parsed.bodies:
+        if body.kind == "headers":
+            chunks.append(_quote(body.text, body.quote_level))
+            continue
+        if body.kind == "html":
+            converted = html_mod.html_to_text(body.text)
+            text, count = converted.text, converted.links_disarmed
+            html_converted = True
+            reasons: tuple[str, ...] = ("html_to_text",)
+        else:
+            text, count = html_mod.defang_text(body.text)
+            reasons = ()
+        if count:
+            reasons = (*reasons, "links_disarmed")
+        links += count
+        chunks.append(_quote(text.rstrip(), body.quote_level))
+        reports.append(
+            PartReport(
+                index="body",
+                filename="本文 / body",
+                declared_type=f"text/{body.kind}",
+                detected_type=f"text/{body.kind}; charset={body.charset}",
+                action=Action.BODY,
+                reasons=reasons,
+            )
+        )
+    return "\n\n".join(c for c in chunks if c), html_converted, links, reports
+
+
+def sanitize_message(
+    raw: bytes,
+    meta: JobMeta,
+    settings: Settings,
+    office: OfficeConverter | None,
+) -> SanitizedMessage:
+    """Parse and rebuild one message. Raises ``Permanent`` for whole-message refusals."""
+    started = time.monotonic()
+    limits = settings.sanitize
+    if len(raw) > settings.smtp.max_message_bytes:
+        raise MessageTooLarge(f"{len(raw)} bytes")
+    parsed = parse_message(
+        raw,
+        max_parts=limits.max_parts,
+        max_depth=limits.max_depth,
+        max_header_bytes=limits.max_header_bytes,
+    )
+    marker = f"by {settings.smtp.hostname} (mugai)"
+    if sum(1 for r in parsed.received_by if marker in r) >= MAX_HOPS_THROUGH_US:
+        raise MailLoop(f"already passed through {settings.smtp.hostname}")
+    parse_done = time.monotonic()
+
+    body, html_converted, links, body_reports = compose_body(parsed)
+    budget = PageBudget(limits.max_pages_per_message)
+    reports: list[PartReport] = list(body_reports)
+    files: list[CleanFile] = []
+    for att in parsed.attachments:
+        ctx = Context(limits=limits, pages=budget, office=office)
+        report, outputs = sanitize_part(
+            att.data, att.filename, att.declared_type, ctx, att.index, job_id=meta.id
+        )
+        reports.append(report)
+        files.extend(outputs)
+    for dropped in parsed.dropped:
+        reports.append(
+            PartReport(
+                index=dropped.index,
+                filename=dropped.filename or "(本文の別形式 / alternative body)",
+                declared_type=dropped.declared_type,
+                detected_type=dropped.declared_type,
+                action=Action.REMOVED,
+                reasons=(dropped.reason,),
+                size=dropped.size,
+            )
+        )
+        if dropped.declared_type == "text/html":
+            html_converted = True
+
+    tokens: set[str] = set()
+    if html_converted:
+        tokens.add("CHG_TEXT")
+    if links:
+        tokens.add("REP_LINK")
+    attachment_reports = [r for r in reports if r.action is not Action.BODY]
+    if any(r.action in (Action.CONVERTED, Action.KEPT) for r in attachment_reports):
+        tokens.add("CONV_ATTACH")
+    if any(
+        r.action is Action.REMOVED and r.reasons != ("alternative_not_used",)
+        for r in attachment_reports
+    ):
+        tokens.add("DEL_ATTACH")
+
+    notice = render_notice(
+        meta.id,
+        reports,
+        html_converted=html_converted,
+        links_disarmed=links,
+        contact=settings.notice.contact,
+    )
+    received = received_line(
+        helo=meta.helo,
+        peer=meta.peer,
+        hostname=settings.smtp.hostname,
+        mugai_id=meta.id,
+        rcpt=meta.rcpt_tos[0] if len(meta.rcpt_tos) == 1 else "",
+    )
+    data = build_message(
+        headers=parsed.headers,
+        body=notice + "\n" + body + "\n",
+        files=files,
+        mugai_id=meta.id,
+        tokens=tokens,
+        received=received,
+    )
+    done = time.monotonic()
+    report = MessageReport(
+        parts=tuple(reports),
+        tokens=tuple(sorted(tokens)),
+        subject=parsed.headers.get("subject", ""),
+        message_id=parsed.headers.get("message-id", "").strip(),
+        header_from=parsed.headers.get("from", ""),
+        timings={"parse": round(parse_done - started, 4), "sanitize": round(done - parse_done, 4)},
+        sha256=hashlib.sha256(raw).hexdigest(),
+        size=len(raw),
+    )
+    return SanitizedMessage(data=data, report=report)
+
+
+class Pipeline:
+    def __init__(
+        self, settings: Settings, scanner: Scanner, office: OfficeConverter | None = None
+    ) -> None:
+        self.settings = settings
+        self.scanner = scanner
+        self.office = office
+
+    async def process(self, meta: JobMeta, raw: bytes) -> Outcome:
+        base = MessageReport(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
+        started = time.monotonic()
+        scan = await self.scanner.scan(raw)  # Transient (clamd down) propagates: retry later
+        scanned = time.monotonic()
+        if not scan.clean:
+            report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
+            return Quarantine("virus_found", scan.signature, report)
+        try:
+            result = await asyncio.to_thread(
+                sanitize_message, raw, meta, self.settings, self.office
+            )
+        except Permanent as exc:
+            report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
+            return Quarantine(exc.reason, exc.detail, report)
+        timings = {"scan": round(scanned - started, 4), **result.report.timings}
+        report = replace(result.report, scan=scan, timings=timings)
+        return Deliver(result.data, report)

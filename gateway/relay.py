@@ -1,0 +1,125 @@
+"""Delivery to the LGWAN-side relay (SMTP) or, with no relay configured, a Maildir outbox.
+
+4xx replies and connection trouble raise ``RelayTemporary`` (retry on the
+schedule); 5xx raise ``RelayRejected`` (quarantine with the reply recorded; no
+bounce to the Internet side, where senders are often forged).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import aiosmtplib
+
+from gateway.errors import RelayRejected, RelayTemporary
+from gateway.settings import split_hostport
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    accepted: tuple[str, ...]
+    # Recipients refused for good (5xx): recorded, not retried.
+    rejected: dict[str, str]
+    # Recipients refused for now (4xx): the worker retries only these.
+    deferred: dict[str, str]
+
+
+class Relay(Protocol):
+    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult: ...
+
+    async def ping(self) -> bool: ...
+
+
+class SmtpRelay:
+    def __init__(
+        self, address: str, *, hostname: str, timeout: float = 60.0, require_tls: bool = False
+    ) -> None:
+        self.host, self.port = split_hostport(address, 25)
+        self.hostname = hostname
+        self.timeout = timeout
+        self.require_tls = require_tls
+
+    def _client(self) -> aiosmtplib.SMTP:
+        return aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            local_hostname=self.hostname,
+            timeout=self.timeout,
+            start_tls=self.require_tls,
+            tls_context=ssl.create_default_context() if self.require_tls else None,
+        )
+
+    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:
+        client = self._client()
+        try:
+            await client.connect()
+            try:
+                errors, _ = await client.sendmail(mail_from, list(rcpt_tos), data)
+            finally:
+                try:
+                    await client.quit()
+                except aiosmtplib.SMTPException:
+                    client.close()
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            return self._split({r.recipient: (r.code, r.message) for r in exc.recipients}, ())
+        except aiosmtplib.SMTPResponseException as exc:
+            reply = f"{exc.code} {exc.message}"
+            if 400 <= exc.code < 500:
+                raise RelayTemporary(reply) from exc
+            raise RelayRejected(reply) from exc
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            raise RelayTemporary(f"{type(exc).__name__}: {exc}") from exc
+        refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
+        accepted = tuple(r for r in rcpt_tos if r not in refused)
+        return self._split(refused, accepted)
+
+    @staticmethod
+    def _split(refused: dict[str, tuple[int, str]], accepted: tuple[str, ...]) -> DeliveryResult:
+        rejected = {r: f"{c} {m}" for r, (c, m) in refused.items() if c >= 500}
+        deferred = {r: f"{c} {m}" for r, (c, m) in refused.items() if c < 500}
+        return DeliveryResult(accepted=accepted, rejected=rejected, deferred=deferred)
+
+    async def ping(self) -> bool:
+        client = self._client()
+        try:
+            await client.connect(timeout=5)
+            await client.noop()
+            await client.quit()
+            return True
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            return False
+
+
+class MaildirRelay:
+    """For demos: deliveries land in <data_dir>/outbox as a Maildir."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        for sub in ("tmp", "new", "cur"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:
+        name = f"{time.time():.6f}.{os.getpid()}_{os.urandom(4).hex()}.{socket.gethostname()}"
+        envelope = (
+            f"Return-Path: <{mail_from}>\r\n"
+            + "".join(f"X-Mugai-Envelope-To: <{r}>\r\n" for r in rcpt_tos)
+        ).encode("ascii", "replace")
+        tmp = self.root / "tmp" / name
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(envelope + data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.rename(tmp, self.root / "new" / name)
+        except OSError as exc:
+            raise RelayTemporary(f"outbox write failed: {exc}") from exc
+        return DeliveryResult(accepted=tuple(rcpt_tos), rejected={}, deferred={})
+
+    async def ping(self) -> bool:
+        return os.access(self.root / "new", os.W_OK)

@@ -1,0 +1,40 @@
+"""Output file names: the original stem with a new extension, made harmless."""
+
+from __future__ import annotations
+
+import unicodedata
+
+_MAX_STEM_CHARS = 100
+_FALLBACK = "attachment"
+# Bidi controls (RLO/LRO/isolates/marks) would let "exe.pdf" read as "fdp.exe".
+_BIDI = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+# Characters that mean something to file systems or mail clients.
+_RESERVED = frozenset('<>:"/\\|?*')
+
+
+def _clean_char(ch: str) -> str:
+    if ch in _BIDI or ch in _RESERVED:
+        return "_" if ch in _RESERVED else ""
+    category = unicodedata.category(ch)
+    if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+        return ""
+    if category == "Zs":
+        return " "
+    return ch
+
+
+def clean_name(filename: str, new_ext: str) -> str:
+    """``見積書.docm`` → ``見積書.pdf``: path parts, control and bidi characters removed,
+    length bounded, empty ⇒ ``attachment``. ``new_ext`` is given without the dot."""
+    name = unicodedata.normalize("NFC", filename or "")
+    # Both separators: Windows senders put backslashes in names.
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    stem = "".join(_clean_char(ch) for ch in stem)
+    stem = " ".join(stem.split())  # collapse runs of spaces
+    stem = stem.strip(" .")  # no hidden files, no trailing dots (Windows)
+    stem = stem[:_MAX_STEM_CHARS].rstrip(" .")
+    if not stem:
+        stem = _FALLBACK
+    ext = "".join(ch for ch in new_ext.lstrip(".") if ch.isascii() and ch.isalnum()).lower()
+    return f"{stem}.{ext}" if ext else stem

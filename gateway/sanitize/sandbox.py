@@ -1,0 +1,405 @@
+"""The only module that starts processes: untrusted parsing runs in children.
+
+Every child gets
+- its own session / process group (``start_new_session``), so a timeout kills the whole tree;
+- rlimits (address space, CPU, file size, processes) applied by the ``prlimit`` wrapper
+  rather than ``preexec_fn``: ``preexec_fn`` is documented as unsafe with threads and we are
+  called from worker threads;
+- a new, empty network namespace (``unshare --net``; see ``isolation_prefix``);
+- a minimal environment with a throw-away ``HOME``;
+- bounded pipes: stdout is capped (the child is killed when it writes more), stderr keeps only
+  its first 64 KiB.
+
+``run`` buffers stdout, or streams it to a ``sink`` callback so that callers such as the PDF
+renderer can process frames as they arrive and never hold the whole output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import resource
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.errors import ConversionFailed
+
+log = logging.getLogger(__name__)
+
+NetworkMode = Literal["auto", "required", "off"]
+
+_STDERR_CAP = 64 * 1024
+_CHUNK = 256 * 1024
+# RLIMIT_CPU default: the wall clock plus a little; the wall clock is the real limit.
+_CPU_SLACK = 5
+
+
+@dataclass(frozen=True)
+class Limits:
+    seconds: float  # wall clock; the process group is killed after it
+    memory_mb: int  # RLIMIT_AS
+    cpu_seconds: int | None = None  # RLIMIT_CPU (default: seconds + 5)
+    max_file_mb: int = 512  # RLIMIT_FSIZE
+    # RLIMIT_NPROC counts per uid and is not enforced for root; set anyway for non-root deploys.
+    max_processes: int | None = None
+    max_output_bytes: int = 512 * 1024 * 1024  # stdout cap; exceeding ⇒ killed
+
+
+@dataclass(frozen=True)
+class RunResult:
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+    seconds: float
+    killed: str | None  # None, "timeout", "output_too_large", "cpu", "memory"
+
+
+# --- network isolation ---------------------------------------------------------------------
+
+_probe_lock = threading.Lock()
+_probe_result: list[str] | None = None
+_probe_done = False
+
+# `unshare --net` (util-linux) first: it execs the target directly, so the pid we hold is the
+# real child, signals and exit codes pass through unchanged, and nothing else is mounted or
+# remapped. It needs CAP_SYS_ADMIN (we run as root in the container). bubblewrap is the fallback
+# for unprivileged deployments where user namespaces are allowed. A pid namespace is deliberately
+# not used: the child would become PID 1 and ignore default-action signals such as SIGXCPU.
+_CANDIDATES: tuple[list[str], ...] = (
+    ["unshare", "--net", "--"],
+    ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--die-with-parent", "--"],
+)
+
+
+def _probe() -> list[str] | None:
+    for prefix in _CANDIDATES:
+        if shutil.which(prefix[0]) is None:
+            continue
+        try:
+            done = subprocess.run(
+                [*prefix, "true"],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=10,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if done.returncode == 0:
+            return prefix
+    return None
+
+
+def isolation_prefix(mode: NetworkMode) -> list[str]:
+    """argv prefix that puts the child in a new network namespace (probed once, cached)."""
+    global _probe_result, _probe_done
+    if mode == "off":
+        return []
+    with _probe_lock:
+        if not _probe_done:
+            _probe_result = _probe()
+            _probe_done = True
+            if _probe_result is None:
+                log.warning("no network isolation available (unshare --net / bwrap failed)")
+            else:
+                log.info("network isolation: %s", _probe_result[0])
+        prefix = _probe_result
+    if prefix is None:
+        if mode == "required":
+            raise ConversionFailed("no network isolation")
+        return []
+    return list(prefix)
+
+
+# --- building the command line -------------------------------------------------------------
+
+
+def _rlimit_prefix(limits: Limits) -> list[str]:
+    cpu = limits.cpu_seconds
+    if cpu is None:
+        cpu = int(limits.seconds) + _CPU_SLACK
+    args = [
+        "prlimit",
+        f"--as={limits.memory_mb * 1024 * 1024}",
+        # soft < hard: SIGXCPU first (reported as "cpu"), SIGKILL a second later if ignored.
+        f"--cpu={max(1, cpu)}:{max(1, cpu) + 1}",
+        f"--fsize={limits.max_file_mb * 1024 * 1024}",
+        "--core=0",
+    ]
+    if limits.max_processes is not None:
+        args.append(f"--nproc={limits.max_processes}")
+    return [*args, "--"]
+
+
+def _environment(env: Mapping[str, str] | None, home: str) -> dict[str, str]:
+    base = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "HOME": home,
+        "TMPDIR": home,
+        "OMP_THREAD_LIMIT": "1",
+    }
+    if env:
+        base.update(env)
+    return base
+
+
+def python_child(module: str) -> list[str]:
+    """argv running ``python -I -m module`` with this interpreter (isolated mode)."""
+    return [sys.executable, "-I", "-m", module]
+
+
+# --- killing -------------------------------------------------------------------------------
+
+
+def _descendants(root: int) -> list[int]:
+    """Pids below ``root`` (via /proc), so a grandchild that left the group dies too."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        # comm may contain spaces and parentheses: ppid follows the last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) < 2:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    stack = [root]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            found.append(child)
+            stack.append(child)
+    return found
+
+
+def _kill_tree(pid: int) -> None:
+    stragglers = _descendants(pid)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    for other in stragglers:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(other, signal.SIGKILL)
+
+
+_homes_lock = threading.Lock()
+_spawn_homes: dict[int, str] = {}
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the child's whole process group, reap it; idempotent."""
+    if proc.returncode is None:
+        _kill_tree(proc.pid)
+        proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    with _homes_lock:
+        home = _spawn_homes.pop(proc.pid, None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- starting ------------------------------------------------------------------------------
+
+
+def _argv(argv: list[str], limits: Limits, network: NetworkMode) -> list[str]:
+    if not argv:
+        raise ValueError("empty argv")
+    return [*isolation_prefix(network), *_rlimit_prefix(limits), *argv]
+
+
+def spawn(
+    argv: list[str],
+    *,
+    limits: Limits,
+    network: NetworkMode = "auto",
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+) -> subprocess.Popen[bytes]:
+    """A long-lived child (e.g. a warm soffice listener): same isolation, own process group.
+
+    stdin is /dev/null, stdout and stderr are discarded (a long-lived child would otherwise
+    block on a full pipe). The wall-clock limit is the caller's job; end it with kill_group,
+    which also removes the temporary HOME created here.
+    """
+    full = _argv(argv, limits, network)
+    home = tempfile.mkdtemp(prefix="mugai-home-")
+    try:
+        proc = subprocess.Popen(
+            full,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=_environment(env, home),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+    except BaseException:
+        shutil.rmtree(home, ignore_errors=True)
+        raise
+    with _homes_lock:
+        _spawn_homes[proc.pid] = home
+    return proc
+
+
+class _OutputTooLarge(Exception):
+    pass
+
+
+def run(
+    argv: list[str],
+    *,
+    stdin: bytes,
+    limits: Limits,
+    network: NetworkMode = "auto",
+    env: Mapping[str, str] | None = None,
+    cwd: str | None = None,
+    sink: Callable[[bytes], None] | None = None,
+) -> RunResult:
+    """Run a child to completion with bounded time, memory and output.
+
+    With ``sink``, stdout chunks are handed to it as they arrive and ``RunResult.stdout`` is
+    empty; an exception raised by the sink kills the child group and propagates.
+    Never raises for the child's own failures: look at ``returncode`` and ``killed``.
+    """
+    full = _argv(argv, limits, network)
+    started = time.monotonic()
+    deadline = started + limits.seconds
+    with tempfile.TemporaryDirectory(prefix="mugai-home-") as home:
+        proc = subprocess.Popen(
+            full,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_environment(env, home),
+            cwd=cwd,
+            start_new_session=True,
+            close_fds=True,
+        )
+        try:
+            out, err, killed = _pump(proc, stdin, limits, deadline, sink)
+        finally:
+            # In every case (sink errors, KeyboardInterrupt, normal exit): kill what is left of
+            # the group (a grandchild may outlive its parent) and reap: no zombies, no orphans.
+            if proc.returncode is None:
+                _kill_tree(proc.pid)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+            kill_group(proc)
+    returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    if killed is None and returncode == -signal.SIGXCPU:
+        killed = "cpu"
+    if killed is None and returncode != 0 and _looks_like_oom(err):
+        killed = "memory"
+    return RunResult(
+        returncode=returncode,
+        stdout=out,
+        stderr=err,
+        seconds=time.monotonic() - started,
+        killed=killed,
+    )
+
+
+def _looks_like_oom(stderr: bytes) -> bool:
+    # Diagnostic only (the child's stderr is untrusted): never used to accept anything.
+    tail = stderr[-4096:]
+    return b"MemoryError" in tail or b"std::bad_alloc" in tail or b"Cannot allocate" in tail
+
+
+def _pump(
+    proc: subprocess.Popen[bytes],
+    stdin: bytes,
+    limits: Limits,
+    deadline: float,
+    sink: Callable[[bytes], None] | None,
+) -> tuple[bytes, bytes, str | None]:
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out = bytearray()
+    err = bytearray()
+    total = 0
+    view = memoryview(stdin)
+    offset = 0
+    sel = selectors.DefaultSelector()
+    try:
+        if stdin:
+            os.set_blocking(proc.stdin.fileno(), False)
+            sel.register(proc.stdin, selectors.EVENT_WRITE)
+        else:
+            proc.stdin.close()
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        sel.register(proc.stderr, selectors.EVENT_READ)
+        while sel.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return bytes(out), bytes(err), "timeout"
+            for key, _ in sel.select(timeout=min(remaining, 1.0)):
+                stream = key.fileobj
+                if stream is proc.stdin:
+                    try:
+                        offset += os.write(proc.stdin.fileno(), view[offset : offset + _CHUNK])
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:  # child closed its stdin early: fine
+                        if exc.errno not in (errno.EPIPE, errno.EBADF):
+                            raise
+                        offset = len(stdin)
+                    if offset >= len(stdin):
+                        sel.unregister(proc.stdin)
+                        with contextlib.suppress(OSError):
+                            proc.stdin.close()
+                    continue
+                fd = key.fd
+                chunk = os.read(fd, _CHUNK)
+                if not chunk:
+                    sel.unregister(stream)
+                    continue
+                if stream is proc.stdout:
+                    total += len(chunk)
+                    if total > limits.max_output_bytes:
+                        return bytes(out), bytes(err), "output_too_large"
+                    if sink is not None:
+                        sink(chunk)
+                    else:
+                        out += chunk
+                elif len(err) < _STDERR_CAP:
+                    err += chunk[: _STDERR_CAP - len(err)]
+        # Pipes closed; the child may still linger (or a grandchild holds nothing open).
+        remaining = deadline - time.monotonic()
+        try:
+            proc.wait(timeout=max(remaining, 0.01))
+        except subprocess.TimeoutExpired:
+            return bytes(out), bytes(err), "timeout"
+        return bytes(out), bytes(err), None
+    finally:
+        sel.close()
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """(self, children) peak resident set size in MiB; for reports and benchmarks."""
+    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return me, kids

@@ -1,0 +1,243 @@
+"""Durable job queue on the local filesystem (Mailman's switchboard idea).
+
+Layout under ``<data_dir>/spool``::
+
+    tmp/                     writes in progress (never read as jobs)
+    queue/<id>.job           accepted, ready to process
+    active/<id>.job          claimed by a worker of this process
+    deferred/<due>_<id>.job  waiting for a retry; <due> is a unix time
+
+A job file is one JSON line of metadata, a newline, then the raw bytes.
+Every state change is a single ``rename`` so at any crash point exactly one
+copy of a job exists; new files are fsynced (file, then directory) before
+they become visible, and before the SMTP 250 is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from gateway.errors import SpoolError
+
+_SUFFIX = ".job"
+
+
+def new_id() -> str:
+    """Time-ordered id: 12 hex digits of milliseconds + 10 random hex digits."""
+    return f"{int(time.time() * 1000):012x}{secrets.token_hex(5)}"
+
+
+@dataclass(frozen=True)
+class JobMeta:
+    id: str
+    kind: str  # "mail" or "file"
+    mail_from: str = ""
+    rcpt_tos: tuple[str, ...] = ()
+    received_at: float = 0.0
+    attempts: int = 0
+    peer: str = ""
+    helo: str = ""
+    filename: str = ""  # for files
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        data = {
+            "id": self.id,
+            "kind": self.kind,
+            "mail_from": self.mail_from,
+            "rcpt_tos": list(self.rcpt_tos),
+            "received_at": self.received_at,
+            "attempts": self.attempts,
+            "peer": self.peer,
+            "helo": self.helo,
+            "filename": self.filename,
+            "extra": self.extra,
+        }
+        # ensure_ascii keeps the header on one line whatever the names contain.
+        return json.dumps(data, ensure_ascii=True).encode("ascii")
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> JobMeta:
+        data = json.loads(raw)
+        return cls(
+            id=str(data["id"]),
+            kind=str(data["kind"]),
+            mail_from=str(data.get("mail_from", "")),
+            rcpt_tos=tuple(str(r) for r in data.get("rcpt_tos", [])),
+            received_at=float(data.get("received_at", 0.0)),
+            attempts=int(data.get("attempts", 0)),
+            peer=str(data.get("peer", "")),
+            helo=str(data.get("helo", "")),
+            filename=str(data.get("filename", "")),
+            extra=dict(data.get("extra", {})),
+        )
+
+
+@dataclass(frozen=True)
+class Job:
+    meta: JobMeta
+    path: Path  # where the claimed file is now (active/)
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    def read(self) -> bytes:
+        """The raw message (or file) bytes."""
+        with open(self.path, "rb") as fh:
+            fh.readline()
+            return fh.read()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Spool:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.queue = root / "queue"
+        self.active = root / "active"
+        self.deferred = root / "deferred"
+        self._lock = threading.Lock()
+        for d in (self.tmp, self.queue, self.active, self.deferred):
+            d.mkdir(parents=True, exist_ok=True)
+
+    # -- writing ------------------------------------------------------------
+    def _write_durable(self, meta: JobMeta, data: bytes, final: Path) -> None:
+        tmp = self.tmp / f"{meta.id}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                view = memoryview(meta.to_json() + b"\n" + data)
+                while view:
+                    written = os.write(fd, view)
+                    view = view[written:]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(tmp, final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            # No partial job may stay behind: the sender will retry after our 451.
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+            raise SpoolError(f"spool write failed: {exc.strerror or exc}") from exc
+
+    def put(self, meta: JobMeta, data: bytes) -> JobMeta:
+        """Make a job durable in queue/. Returns only after file and directory fsync."""
+        if not meta.received_at:
+            meta = replace(meta, received_at=time.time())
+        self._write_durable(meta, data, self.queue / f"{meta.id}{_SUFFIX}")
+        return meta
+
+    # -- claiming -------------------------------------------------------------
+    def _candidates(self, now: float) -> list[tuple[str, Path]]:
+        """(sort key, path) of ready jobs: queued ones and deferred ones that are due."""
+        ready: list[tuple[str, Path]] = []
+        for entry in os.scandir(self.queue):
+            if entry.name.endswith(_SUFFIX):
+                ready.append((entry.name[: -len(_SUFFIX)], Path(entry.path)))
+        for entry in os.scandir(self.deferred):
+            if not entry.name.endswith(_SUFFIX):
+                continue
+            due, _, job_id = entry.name[: -len(_SUFFIX)].partition("_")
+            try:
+                if float(due) <= now:
+                    ready.append((job_id, Path(entry.path)))
+            except ValueError:
+                ready.append((job_id, Path(entry.path)))  # unreadable due time: retry now
+        ready.sort()
+        return ready
+
+    def claim(self, now: float | None = None) -> Job | None:
+        """Take the oldest ready job (ids are time-ordered) by renaming it into active/."""
+        now = time.time() if now is None else now
+        with self._lock:
+            for job_id, path in self._candidates(now):
+                target = self.active / f"{job_id}{_SUFFIX}"
+                try:
+                    os.rename(path, target)
+                except FileNotFoundError:
+                    continue  # taken meanwhile
+                try:
+                    with open(target, "rb") as fh:
+                        meta = JobMeta.from_json(fh.readline())
+                except (OSError, ValueError, KeyError) as exc:
+                    # A corrupt header must not block the queue: keep the bytes aside.
+                    bad = self.root / "corrupt"
+                    bad.mkdir(exist_ok=True)
+                    os.rename(target, bad / target.name)
+                    raise SpoolError(f"corrupt spool file {target.name}: {exc}") from exc
+                return Job(meta=meta, path=target)
+        return None
+
+    def done(self, job: Job) -> None:
+        try:
+            job.path.unlink()
+        except FileNotFoundError:
+            pass
+        _fsync_dir(self.active)
+
+    def defer(self, job: Job, due: float) -> JobMeta:
+        """Put a claimed job back for a later attempt (attempts + 1)."""
+        meta = replace(job.meta, attempts=job.meta.attempts + 1)
+        data = job.read()
+        # Rewrite in place (atomic replace), then move: one copy at every instant.
+        self._write_durable(meta, data, job.path)
+        target = self.deferred / f"{int(due)}_{meta.id}{_SUFFIX}"
+        os.rename(job.path, target)
+        _fsync_dir(self.deferred)
+        _fsync_dir(self.active)
+        return meta
+
+    def release(self, job: Job) -> None:
+        """Give a claimed job back unchanged (e.g. on shutdown)."""
+        os.rename(job.path, self.queue / job.path.name)
+        _fsync_dir(self.queue)
+
+    # -- boot and stats ---------------------------------------------------------
+    def recover(self) -> int:
+        """After a crash: claimed jobs go back to the queue; stale tmp files go away."""
+        moved = 0
+        for entry in os.scandir(self.active):
+            if entry.name.endswith(_SUFFIX):
+                os.rename(entry.path, self.queue / entry.name)
+                moved += 1
+        for entry in os.scandir(self.tmp):
+            # tmp files never got a 250: the sender did not get an acknowledgement.
+            os.unlink(entry.path)
+        _fsync_dir(self.queue)
+        return moved
+
+    def depth(self) -> int:
+        total = 0
+        for d in (self.queue, self.active, self.deferred):
+            total += sum(1 for e in os.scandir(d) if e.name.endswith(_SUFFIX))
+        return total
+
+    def next_due(self) -> float | None:
+        """Earliest due time among deferred jobs, for the worker's sleep."""
+        earliest: float | None = None
+        for entry in os.scandir(self.deferred):
+            due, _, _ = entry.name.partition("_")
+            try:
+                value = float(due)
+            except ValueError:
+                continue
+            earliest = value if earliest is None else min(earliest, value)
+        return earliest

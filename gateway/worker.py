@@ -1,0 +1,190 @@
+"""Workers: claim spooled jobs, run the pipeline, carry out the outcome.
+
+Every claimed job ends in exactly one of: delivered, retry scheduled,
+quarantined. One catch-all turns any unexpected exception into quarantine
+with reason ``internal_error``; nothing is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+
+from gateway.errors import Permanent, RelayRejected, RelayTemporary, SpoolError, Transient
+from gateway.mime.notice import render_withheld_notice
+from gateway.mime.rebuild import build_withheld_notice
+from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
+from gateway.relay import Relay
+from gateway.settings import Settings
+from gateway.spool import Job, Spool
+from gateway.store.repository import FINAL_STATUSES, Store
+
+log = logging.getLogger(__name__)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        spool: Spool,
+        store: Store,
+        pipeline: Pipeline,
+        relay: Relay,
+        wakeup: asyncio.Event,
+    ) -> None:
+        self.settings = settings
+        self.spool = spool
+        self.store = store
+        self.pipeline = pipeline
+        self.relay = relay
+        self.wakeup = wakeup
+        self._stopping = False
+        self.processed = 0
+
+    # -- loop ---------------------------------------------------------------------
+    async def run(self, concurrency: int) -> None:
+        tasks = [asyncio.create_task(self._loop(i)) for i in range(concurrency)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wakeup.set()
+
+    async def _loop(self, slot: int) -> None:
+        while not self._stopping:
+            try:
+                job = await asyncio.to_thread(self.spool.claim)
+            except SpoolError as exc:
+                log.error("job=- claim failed: %s", exc.detail)
+                job = None
+            if job is None:
+                await self._sleep()
+                continue
+            await self.handle(job)
+
+    async def _sleep(self) -> None:
+        due = await asyncio.to_thread(self.spool.next_due)
+        timeout = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
+        self.wakeup.clear()
+        try:
+            await asyncio.wait_for(self.wakeup.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # -- one job -----------------------------------------------------------------
+    async def handle(self, job: Job) -> None:
+        jid = job.id
+        try:
+            raw = await asyncio.to_thread(job.read)
+            status = await asyncio.to_thread(self.store.record_received, job.meta, raw)
+            if status in FINAL_STATUSES:
+                # Recovered after a crash that happened after the outcome was recorded.
+                log.info("job=%s already %s; spool copy removed", jid, status)
+                await asyncio.to_thread(self.spool.done, job)
+                return
+            outcome = await self.pipeline.process(job.meta, raw)
+            if isinstance(outcome, Quarantine):
+                await self._quarantine(job, outcome.reason, outcome.detail, outcome.report)
+                return
+            await self._record_report(job, outcome.report)
+            await self._deliver(job, outcome)
+        except Transient as exc:
+            await self._retry(job, exc)
+        except Permanent as exc:
+            await self._quarantine(job, exc.reason, exc.detail, None)
+        except Exception as exc:  # noqa: BLE001 - the one catch-all: fail closed, keep the job
+            log.exception("job=%s internal error", jid)
+            try:
+                await self._quarantine(job, "internal_error", type(exc).__name__, None)
+            except Exception:  # noqa: BLE001
+                # Even the store failed: keep the job in the spool and try again later.
+                log.exception("job=%s could not quarantine; deferring", jid)
+                await asyncio.to_thread(self.spool.defer, job, time.time() + 60)
+        finally:
+            self.processed += 1
+
+    async def _record_report(self, job: Job, report: MessageReport) -> None:
+        await asyncio.to_thread(
+            self.store.record_report,
+            job.id,
+            parts=report.parts,
+            tokens=report.tokens,
+            subject=report.subject,
+            message_id=report.message_id,
+            header_from=report.header_from,
+            scan=report.scan,
+            timings=report.timings,
+        )
+
+    async def _deliver(self, job: Job, outcome: Deliver) -> None:
+        meta = job.meta
+        result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
+        if result.deferred and (result.accepted or result.rejected):
+            # Only some recipients failed for now: retry just those.
+            narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))
+            job = replace(job, meta=narrowed)
+            log.info("job=%s partially delivered; %d deferred", job.id, len(result.deferred))
+        if result.deferred:
+            await self._retry(job, RelayTemporary("; ".join(result.deferred.values())))
+            return
+        if result.rejected and not result.accepted:
+            raise RelayRejected("; ".join(result.rejected.values()))
+        await asyncio.to_thread(
+            self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1
+        )
+        await asyncio.to_thread(self.spool.done, job)
+        log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))
+
+    async def _quarantine(
+        self, job: Job, reason: str, detail: str, report: MessageReport | None
+    ) -> None:
+        await asyncio.to_thread(
+            self.store.mark_quarantined,
+            job.id,
+            reason,
+            detail,
+            job.meta.attempts + 1,
+            report.scan if report else None,
+        )
+        if report is not None and report.parts:
+            await self._record_report(job, report)
+        if self.settings.notice.withheld_notice and job.meta.kind == "mail":
+            await self._notify_withheld(job, reason)
+        await asyncio.to_thread(self.spool.done, job)
+        log.warning("job=%s quarantined reason=%s", job.id, reason)
+
+    async def _notify_withheld(self, job: Job, reason: str) -> None:
+        text = render_withheld_notice(job.id, reason, self.settings.notice.contact)
+        data = build_withheld_notice(
+            mail_from=f"postmaster@{self.settings.smtp.hostname}",
+            rcpt=job.meta.rcpt_tos,
+            text=text,
+            mugai_id=job.id,
+            hostname=self.settings.smtp.hostname,
+        )
+        try:
+            await self.relay.send("", job.meta.rcpt_tos, data)
+        except Exception as exc:  # noqa: BLE001 - the notice is best effort; the quarantine stands
+            log.warning("job=%s withheld notice not sent: %s", job.id, type(exc).__name__)
+
+    async def _retry(self, job: Job, exc: Transient) -> None:
+        age = time.time() - job.meta.received_at
+        delivery = self.settings.delivery
+        if age >= delivery.max_queue_lifetime:
+            reason = "relay_timeout" if isinstance(exc, RelayTemporary) else "queue_timeout"
+            await self._quarantine(job, reason, exc.detail, None)
+            return
+        schedule = delivery.retry_schedule
+        wait = schedule[min(job.meta.attempts, len(schedule) - 1)]
+        due = min(time.time() + wait, job.meta.received_at + delivery.max_queue_lifetime)
+        await asyncio.to_thread(
+            self.store.mark_deferred, job.id, exc.reason, exc.detail, job.meta.attempts + 1
+        )
+        await asyncio.to_thread(self.spool.defer, job, due)
+        log.info("job=%s deferred reason=%s wait=%.0fs", job.id, exc.reason, wait)

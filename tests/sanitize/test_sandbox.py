@@ -1,0 +1,276 @@
+"""The sandbox with real child processes: time, memory, output, network, process groups."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import ConversionFailed
+from gateway.sanitize import sandbox
+from gateway.sanitize.sandbox import Limits
+
+pytestmark = pytest.mark.timeout(120)
+
+LIMITS = Limits(seconds=30, memory_mb=1024)
+
+
+def _py(code: str) -> list[str]:
+    return [sys.executable, "-I", "-c", code]
+
+
+def _state(pid: int) -> str | None:
+    """Process state letter from /proc, None when the pid is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2 :].split()[0].decode()
+
+
+def _gone(pid: int, wait: float = 10.0) -> bool:
+    """Dead: gone, or a zombie not ours (reparented to init, which reaps it in its own time)."""
+    end = time.monotonic() + wait
+    while time.monotonic() < end:
+        if _state(pid) in (None, "Z", "X"):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _our_zombies() -> list[int]:
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_bytes()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if fields[0] == b"Z" and int(fields[1]) == me:
+            found.append(int(entry))
+    return found
+
+
+def test_runs_and_returns_output() -> None:
+    result = sandbox.run(["cat"], stdin=b"hello", limits=LIMITS)
+    assert result.returncode == 0
+    assert result.stdout == b"hello"
+    assert result.killed is None
+
+
+def test_large_stdin_and_stdout_do_not_deadlock() -> None:
+    payload = os.urandom(8 * 1024 * 1024)  # far beyond any pipe buffer, both ways
+    result = sandbox.run(["cat"], stdin=payload, limits=LIMITS)
+    assert result.returncode == 0
+    assert result.stdout == payload
+
+
+def test_sink_receives_stream_and_errors_kill_the_child() -> None:
+    got = bytearray()
+    result = sandbox.run(["cat"], stdin=b"x" * 100_000, limits=LIMITS, sink=got.extend)
+    assert bytes(got) == b"x" * 100_000 and result.stdout == b""
+
+    class Stop(Exception):
+        pass
+
+    def sink(chunk: bytes) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        sandbox.run(
+            _py("import sys,time\nprint('x',flush=True)\ntime.sleep(60)"),
+            stdin=b"",
+            limits=LIMITS,
+            sink=sink,
+        )
+    assert _our_zombies() == []
+
+
+def test_timeout_kills_child_and_grandchildren() -> None:
+    code = (
+        "import subprocess, sys, time\n"
+        "a = subprocess.Popen(['sleep', '1000'])\n"
+        # setsid: leaves the process group; the /proc walk must still find it
+        "b = subprocess.Popen(['setsid', 'sleep', '1000'])\n"
+        "print(a.pid, b.pid, flush=True)\n"
+        "time.sleep(1000)\n"
+    )
+    result = sandbox.run(_py(code), stdin=b"", limits=Limits(seconds=2, memory_mb=1024))
+    assert result.killed == "timeout"
+    assert result.returncode < 0
+    pids = [int(p) for p in result.stdout.split()]
+    assert len(pids) == 2
+    for pid in pids:
+        assert _gone(pid), f"grandchild {pid} survived"
+    assert _our_zombies() == []
+
+
+def test_leftover_grandchild_killed_after_normal_exit() -> None:
+    code = (
+        "import subprocess\n"
+        "p = subprocess.Popen(['sleep', '1000'], stdout=subprocess.DEVNULL,"
+        " stderr=subprocess.DEVNULL)\n"
+        "print(p.pid)\n"
+    )
+    result = sandbox.run(_py(code), stdin=b"", limits=LIMITS)
+    assert result.returncode == 0 and result.killed is None
+    assert _gone(int(result.stdout))
+
+
+def test_memory_cap() -> None:
+    result = sandbox.run(
+        _py("x = bytearray(4 * 1024 ** 3)\nprint(len(x))"),
+        stdin=b"",
+        limits=Limits(seconds=30, memory_mb=512),
+    )
+    assert result.returncode != 0
+    assert result.stdout == b""
+    assert result.killed == "memory"
+
+
+def test_rlimits_are_applied() -> None:
+    limits = Limits(seconds=30, memory_mb=700, cpu_seconds=17, max_file_mb=3, max_processes=50)
+    result = sandbox.run(["cat", "/proc/self/limits"], stdin=b"", limits=limits)
+    text = result.stdout.decode()
+    lines = {line[:26].strip(): line[26:].split() for line in text.splitlines()[1:]}
+    assert lines["Max address space"][0] == str(700 * 1024 * 1024)
+    assert lines["Max cpu time"][:2] == ["17", "18"]
+    assert lines["Max file size"][0] == str(3 * 1024 * 1024)
+    assert lines["Max processes"][0] == "50"
+    assert lines["Max core file size"][0] == "0"
+
+
+def test_cpu_limit() -> None:
+    result = sandbox.run(
+        _py("while True: pass"), stdin=b"", limits=Limits(seconds=30, memory_mb=512, cpu_seconds=1)
+    )
+    assert result.killed == "cpu"
+
+
+def test_output_cap() -> None:
+    result = sandbox.run(
+        ["yes"], stdin=b"", limits=Limits(seconds=30, memory_mb=512, max_output_bytes=100_000)
+    )
+    assert result.killed == "output_too_large"
+    assert len(result.stdout) <= 100_000
+    assert _our_zombies() == []
+
+
+def test_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MUGAI_TEST_SECRET", "do-not-leak")
+    result = sandbox.run(["env"], stdin=b"", limits=LIMITS, env={"EXTRA": "1"})
+    env = dict(line.split("=", 1) for line in result.stdout.decode().splitlines())
+    assert "MUGAI_TEST_SECRET" not in env
+    assert env["LANG"] == "C.UTF-8" and env["OMP_THREAD_LIMIT"] == "1" and env["EXTRA"] == "1"
+    assert env["HOME"] != os.environ.get("HOME")
+    assert not os.path.exists(env["HOME"])  # the throw-away HOME is removed afterwards
+
+
+def test_own_process_group() -> None:
+    result = sandbox.run(
+        _py("import os; print(os.getpgid(0) == os.getpid())"), stdin=b"", limits=LIMITS
+    )
+    assert result.stdout.strip() == b"True"
+
+
+@pytest.fixture
+def loopback_server() -> Iterator[int]:
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+                conn.close()
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield srv.getsockname()[1]
+    stop.set()
+    thread.join()
+    srv.close()
+
+
+CONNECT = (
+    "import socket, sys\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', int(sys.argv[1])), timeout=3).close()\n"
+    "except OSError as e:\n"
+    "    print('blocked', e); sys.exit(1)\n"
+    "print('connected')\n"
+)
+
+
+def test_network_isolation(loopback_server: int) -> None:
+    if not sandbox.isolation_prefix("auto"):
+        pytest.skip("no network namespace available here")
+    argv = [*_py(CONNECT), str(loopback_server)]
+    control = sandbox.run(argv, stdin=b"", limits=LIMITS, network="off")
+    assert control.stdout.startswith(b"connected")  # the server is really there
+    isolated = sandbox.run(argv, stdin=b"", limits=LIMITS, network="required")
+    assert isolated.returncode == 1
+    assert isolated.stdout.startswith(b"blocked")
+
+
+def test_required_isolation_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fault injection: no working isolation tool.
+    monkeypatch.setattr(sandbox, "_CANDIDATES", (["/nonexistent/unshare", "--net", "--"],))
+    monkeypatch.setattr(sandbox, "_probe_done", False)
+    monkeypatch.setattr(sandbox, "_probe_result", None)
+    with pytest.raises(ConversionFailed) as info:
+        sandbox.run(["true"], stdin=b"", limits=LIMITS, network="required")
+    assert info.value.reason == "conversion_failed"
+    assert sandbox.isolation_prefix("auto") == []
+    assert sandbox.run(["true"], stdin=b"", limits=LIMITS, network="auto").returncode == 0
+
+
+def test_spawn_and_kill_group() -> None:
+    proc = sandbox.spawn(["sh", "-c", "sleep 1000 & sleep 1000"], limits=LIMITS)
+    time.sleep(0.2)
+    assert proc.poll() is None
+    assert os.getpgid(proc.pid) == proc.pid
+    sandbox.kill_group(proc)
+    assert proc.returncode is not None and proc.returncode < 0
+    sandbox.kill_group(proc)  # idempotent
+    assert _state(proc.pid) is None
+    assert _our_zombies() == []
+
+
+def test_python_child_is_isolated_interpreter() -> None:
+    argv = sandbox.python_child("gateway.sanitize.render_child")
+    assert argv[:2] == [sys.executable, "-I"]
+    result = sandbox.run([*argv, "nonsense"], stdin=b"", limits=LIMITS)
+    assert result.returncode == 2  # usage error from the real module
+
+
+def test_thread_safe_parallel_runs() -> None:
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def work(i: int) -> None:
+        out = sandbox.run(["cat"], stdin=str(i).encode() * 50_000, limits=LIMITS).stdout
+        with lock:
+            results.append(out)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == sorted(str(i).encode() * 50_000 for i in range(8))
+    assert _our_zombies() == []

@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import SpoolError
+from gateway.spool import JobMeta, Spool, new_id
+
+
+def meta(**kw: object) -> JobMeta:
+    return JobMeta(id=new_id(), kind="mail", mail_from="a@example.com",
+                   rcpt_tos=("u@town.example.lg.jp",), **kw)  # type: ignore[arg-type]
+
+
+def test_put_claim_done_roundtrip(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    m = spool.put(meta(), b"Subject: x\r\n\r\nbody\r\n")
+    assert m.received_at > 0
+    assert spool.depth() == 1
+    job = spool.claim()
+    assert job is not None and job.id == m.id
+    assert job.read() == b"Subject: x\r\n\r\nbody\r\n"
+    assert job.meta.rcpt_tos == ("u@town.example.lg.jp",)
+    assert spool.claim() is None  # claimed jobs are not handed out twice
+    spool.done(job)
+    assert spool.depth() == 0
+
+
+def test_claim_order_is_arrival_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    ids = []
+    for _ in range(5):
+        ids.append(spool.put(meta(), b"x").id)
+        time.sleep(0.002)
+    got = []
+    while (job := spool.claim()) is not None:
+        got.append(job.id)
+        spool.done(job)
+    assert got == ids
+
+
+def test_defer_waits_until_due_and_counts_attempts(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(meta(), b"data")
+    job = spool.claim()
+    assert job is not None
+    now = time.time()
+    spool.defer(job, now + 100)
+    assert spool.claim(now) is None
+    assert spool.next_due() == pytest.approx(int(now + 100))
+    again = spool.claim(now + 101)
+    assert again is not None and again.meta.attempts == 1
+    assert again.read() == b"data"
+
+
+def test_recover_returns_claimed_jobs_and_drops_unacknowledged_tmp(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.put(meta(), b"one")
+    job = spool.claim()
+    assert job is not None
+    (spool.tmp / "half-written.tmp").write_bytes(b"partial")
+    # A new process starts over the same directory (as after kill -9).
+    fresh = Spool(tmp_path)
+    assert fresh.recover() == 1
+    assert list(fresh.tmp.iterdir()) == []
+    again = fresh.claim()
+    assert again is not None and again.id == job.id and again.read() == b"one"
+
+
+def test_corrupt_header_is_set_aside_not_blocking(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    (spool.queue / "000000000000deadbeef00.job").write_bytes(b"not json\nrest")
+    good = spool.put(meta(), b"ok")
+    with pytest.raises(SpoolError):
+        spool.claim()
+    assert (tmp_path / "corrupt" / "000000000000deadbeef00.job").exists()
+    job = spool.claim()
+    assert job is not None and job.id == good.id
+
+
+def test_write_failure_leaves_no_partial_file(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    os.chmod(spool.queue, 0o500)  # rename into queue/ fails (root ignores modes: skip then)
+    try:
+        if os.access(spool.queue, os.W_OK):
+            pytest.skip("running as root: directory modes do not stop writes (see disk-full test)")
+        with pytest.raises(SpoolError):
+            spool.put(meta(), b"x")
+        assert list(spool.tmp.iterdir()) == []
+    finally:
+        os.chmod(spool.queue, 0o700)
+
+
+def test_ids_are_time_ordered_and_unique() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == 2000
+    assert all(len(i) == 22 for i in ids)
