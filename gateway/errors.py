@@ -137,3 +137,9 @@ class ArchiveLimit(PartRefused):
 
 class PartVirusFound(PartRefused):
     reason = "virus_found"
+
+
+class UnsafePath(PartRefused):
+    """An archive member named with ../, an absolute path or a drive letter."""
+
+    reason = "unsafe_path"

@@ -186,6 +186,7 @@ def sanitize_message(
     )
     data = build_message(
         headers=parsed.headers,
+        addresses=parsed.addresses,
         body=notice + "\n" + body + "\n",
         files=files,
         mugai_id=meta.id,
@@ -193,7 +194,7 @@ def sanitize_message(
         received=received,
     )
     done = time.monotonic()
-    report = MessageReport(
+    message_report = MessageReport(
         parts=tuple(reports),
         tokens=tuple(sorted(tokens)),
         subject=parsed.headers.get("subject", ""),
@@ -203,7 +204,7 @@ def sanitize_message(
         sha256=hashlib.sha256(raw).hexdigest(),
         size=len(raw),
     )
-    return SanitizedMessage(data=data, report=report)
+    return SanitizedMessage(data=data, report=message_report)
 
 
 class Pipeline:

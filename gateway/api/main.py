@@ -1,12 +1,15 @@
-"""FastAPI application factory for the admin API and console."""
+"""FastAPI application factory for the admin API (DESIGN.md §4.5)."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
+
+from gateway.api.deps import auth_middleware
+from gateway.api.metrics import make_registry
+from gateway.api.routes import audit, health, messages, releases, tokens
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -15,25 +18,17 @@ if TYPE_CHECKING:
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="mugai admin API", version="1")
     app.state.gateway = gateway
+    app.state.metrics = make_registry(gateway)
+    app.middleware("http")(auth_middleware)
+    for module in (health, messages, releases, audit, tokens):
+        app.include_router(module.router)
 
-    @app.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/readyz")
-    async def readyz() -> JSONResponse:
-        checks: dict[str, Any] = {}
-        try:
-            checks["spool"] = await asyncio.to_thread(gateway.spool.depth) >= 0
-        except OSError:
-            checks["spool"] = False
-        try:
-            checks["database"] = await asyncio.to_thread(gateway.store.status, "-") is None
-        except Exception:  # noqa: BLE001 - readiness reports, never raises
-            checks["database"] = False
-        checks["clamd"] = await gateway.scanner.ping()
-        checks["relay"] = await gateway.relay.ping()
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    @app.middleware("http")
+    async def _no_sniff(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
 
     return app

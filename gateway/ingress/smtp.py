@@ -50,20 +50,24 @@ class GatewaySMTP(SMTP):
         await super().push(text)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        type(self).active_connections += 1
-        self._counted = True
-        super().connection_made(transport)
-        if type(self).active_connections > self.max_connections:
-            # Slowloris or a flood: refuse early rather than hold memory.
+        cls = type(self)
+        if cls.active_connections >= self.max_connections:
+            # Slowloris or a flood: refuse before any session state is built.
+            self._refused = True
             write = getattr(transport, "write", None)
             if write is not None:
                 write(b"421 4.7.0 Too many connections, try again later\r\n")
             transport.close()
+            return
+        self._refused = False
+        cls.active_connections += 1
+        super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if getattr(self, "_counted", False):
-            type(self).active_connections -= 1
-            self._counted = False
+        if getattr(self, "_refused", True):
+            return
+        self._refused = True  # count each connection once
+        type(self).active_connections -= 1
         super().connection_lost(error)
 
 

@@ -31,6 +31,7 @@ ISO2022JP = "iso-2022-jp"
 DETECT_PREFIX = 64 * 1024  # detection looks at this much; the chosen codec decodes everything
 MAX_HEADER_BYTES = 256 * 1024
 MAX_PARAMS = 256  # parameters per header, RFC 2231 segments per name
+_HEADER_DETECTIONS = 8  # charset detections per header value; later fragments fall back
 _REPLACEMENT = "\ufffd"
 
 
@@ -66,8 +67,10 @@ _EUC_FORM: dict[str, tuple[str, bytes]] = {
     "gb2312": ("gb2312", b""),
     "ksc5601": ("euc_kr", b""),
 }
-_LONGEST_ESCAPE = max(len(k) for k in _ESCAPES)
-_SPECIAL = re.compile(rb"[\x0e\x0f\x1b\x80-\xff]")
+_SHIFT = re.compile(
+    b"(\x1b&@|[\x0e\x0f]|" + b"|".join(b"\x1b" + re.escape(k) for k in _ESCAPES) + b")"
+)
+_NON_GRAPHIC = re.compile(rb"[\x00-\x20\x7f]")
 
 
 def _jis_to_sjis(j1: int, j2: int) -> bytes:
@@ -80,7 +83,6 @@ def _jis_to_sjis(j1: int, j2: int) -> bytes:
     return bytes((s1, s2))
 
 
-@cache
 def _pair(charset: str, j1: int, j2: int) -> str | None:
     """One two-byte character, or None when the code point is unassigned."""
     try:
@@ -98,6 +100,18 @@ def _pair(charset: str, j1: int, j2: int) -> str | None:
         return None
 
 
+@cache
+def _table(charset: str) -> dict[bytes, str]:
+    """All assigned pairs of a two-byte set, built once: lookups keep long bodies fast."""
+    table: dict[bytes, str] = {}
+    for j1 in range(0x21, 0x7F):
+        for j2 in range(0x21, 0x7F):
+            ch = _pair(charset, j1, j2)
+            if ch is not None:
+                table[bytes((j1, j2))] = ch
+    return table
+
+
 def _decode_jis(data: bytes, strict: bool) -> str:
     out: list[str] = []
 
@@ -106,53 +120,42 @@ def _decode_jis(data: bytes, strict: bool) -> str:
             raise _JisError(what)
         out.append(_REPLACEMENT)
 
-    mode = _ASCII
-    before_so = _ASCII
-    i, n = 0, len(data)
-    while i < n:
-        m = _SPECIAL.search(data, i)
-        end = m.start() if m else n
-        if end > i:
-            _decode_run(data[i:end], mode, out, bad)
-            i = end
-            continue
-        b = data[i]
-        if b == 0x1B:
-            tail = data[i + 1 : i + 1 + _LONGEST_ESCAPE + 3]
-            if tail.startswith(b"&@"):  # JIS X 0208-1990 announcer; the real designation follows
-                i += 3
-                continue
-            for seq, target in _ESCAPES.items():
-                if tail.startswith(seq):
-                    mode = target
-                    i += 1 + len(seq)
-                    break
-            else:
-                bad("unknown escape sequence")
-                i += 1
-        elif b == 0x0E:  # SO: half-width katakana until SI
-            if mode != _KANA:
-                before_so = mode
+    mode = before_so = _ASCII
+    # split() alternates text runs (even indexes) and the shifts between them (odd indexes).
+    for k, piece in enumerate(_SHIFT.split(data)):
+        if k % 2 == 0:
+            if piece:
+                _decode_run(piece, mode, out, bad)
+        elif piece == b"\x0e":  # SO: half-width katakana until SI
+            before_so = mode if mode != _KANA else before_so
             mode = _KANA
-            i += 1
-        elif b == 0x0F:  # SI
+        elif piece == b"\x0f":  # SI
             mode = before_so if mode == _KANA else mode
-            i += 1
-        else:  # 8-bit byte: never valid in a 7-bit stream
-            bad("8-bit byte")
-            i += 1
+        elif piece != b"\x1b&@":  # JIS X 0208-1990 announcer: the real designation follows
+            mode = _ESCAPES[piece[1:]]
     return "".join(out)
 
 
 def _decode_run(run: bytes, mode: str, out: list[str], bad: Callable[[str], None]) -> None:
-    """A run of 7-bit bytes without ESC/SO/SI in one designation."""
-    if mode == _ASCII:
+    """A run of bytes between shifts, in one designation."""
+    n = len(run)
+    if mode == _ASCII and run.isascii() and b"\x1b" not in run:
         out.append(run.decode("ascii"))
         return
-    i, n = 0, len(run)
+    table = _table(mode) if mode not in (_ASCII, _KANA) else {}
+    if table and n % 2 == 0 and not _NON_GRAPHIC.search(run):
+        try:  # the common case: a clean run of assigned characters
+            out.append("".join([table[run[k : k + 2]] for k in range(0, n, 2)]))
+            return
+        except KeyError:
+            pass  # something unassigned or 8-bit: take the careful path below
+    i = 0
     while i < n:
         b = run[i]
-        if b <= 0x20 or b == 0x7F:
+        if b == 0x1B or b >= 0x80:
+            bad("unknown escape sequence" if b == 0x1B else "8-bit byte")
+            i += 1
+        elif b <= 0x20 or b == 0x7F or mode == _ASCII:
             # Controls and space are not part of any 94-set; pass them through so a sender
             # who forgot ESC ( B before a line break loses nothing.
             out.append(chr(b))
@@ -164,7 +167,7 @@ def _decode_run(run: bytes, mode: str, out: list[str], bad: Callable[[str], None
                 bad("byte outside JIS X 0201 katakana")
             i += 1
         elif i + 1 < n and 0x21 <= run[i + 1] <= 0x7E:
-            ch = _pair(mode, b, run[i + 1])
+            ch = table.get(run[i : i + 2])
             if ch is None:
                 bad("unassigned two-byte code")
             else:
@@ -258,6 +261,8 @@ _BOMS: tuple[tuple[bytes, str], ...] = (
     (codecs.BOM_UTF16_LE, "utf-16"),
     (codecs.BOM_UTF16_BE, "utf-16"),
 )
+# Stateful 7-bit encodings whose streams must not be read as ISO-2022-JP.
+_OTHER_7BIT = {"utf-7", "iso2022_kr", "hz"}
 # Detection candidates: the Japanese encodings first, then UTF-8 and the Latin family.
 _DETECT_CANDIDATES = ["cp932", "euc_jis_2004", "utf_8", "cp1252", "iso8859_1"]
 
@@ -314,20 +319,29 @@ def _detect(data: bytes, candidates: list[str] | None) -> str | None:
 def decode_bytes(data: bytes, declared: str | None) -> tuple[str, str]:
     """Decode ``data`` to text; returns (text, charset actually used). Never raises.
 
-    Order: BOM; the declared label when it decodes strictly (and UTF-8 does not convincingly
-    beat it); unlabelled ISO-2022-JP escapes; UTF-8; detection; declared with replacement.
+    Order: BOM; ISO-2022-JP escapes in 7-bit data; the declared label when it decodes
+    strictly (and UTF-8 does not convincingly beat it); UTF-8; detection (a bounded prefix);
+    declared with replacement.
     """
+    return _decode_total(data, declared, detect=True)
+
+
+def _decode_total(data: bytes, declared: str | None, detect: bool) -> tuple[str, str]:
     try:
-        return _decode_bytes(data, declared)
+        return _decode_bytes(data, declared, detect)
     except Exception:  # total by contract; a codec bug must not crash the pipeline
         return data.decode("utf-8", "replace"), "utf-8"
 
 
-def _decode_bytes(data: bytes, declared: str | None) -> tuple[str, str]:
+def _decode_bytes(data: bytes, declared: str | None, detect: bool) -> tuple[str, str]:
     for bom, bom_codec in _BOMS:
         if data.startswith(bom):
             return data.decode(bom_codec, "replace"), bom_codec.removesuffix("-sig")
     codec = normalize_charset(declared)
+    if codec not in _OTHER_7BIT and data.isascii() and _has_jis_escape(data):
+        # JIS designations in 7-bit data: ISO-2022-JP whatever the label says (us-ascii,
+        # none, ...), and decoded leniently when damaged rather than passed on as raw ESC.
+        return decode_iso2022jp(data), ISO2022JP
     if codec is not None:
         text = _utf8_beats(data, codec)
         if text is not None:
@@ -335,15 +349,12 @@ def _decode_bytes(data: bytes, declared: str | None) -> tuple[str, str]:
         text = _strict(data, codec)
         if text is not None:
             return text, codec
-    if data.isascii() and _has_jis_escape(data):
-        # ESC designations in 7-bit data: ISO-2022-JP whatever the label, even if damaged.
-        return decode_iso2022jp(data), ISO2022JP
     text = _strict(data, "utf-8")
     if text is not None:
         return text, "utf-8"
     detected: str | None = None
     # Japanese (and Latin) first; only when none of those fits, anything charset-normalizer knows.
-    for candidates in (_DETECT_CANDIDATES, None):
+    for candidates in (_DETECT_CANDIDATES, None) if detect else ():
         guess = _detect(data, candidates)
         detected = detected or guess
         text = _strict(data, guess) if guess else None
@@ -397,68 +408,80 @@ def _run_key(label: bytes) -> str:
     return codec if codec is not None else "?" + label.decode("ascii", "replace").lower()
 
 
-def _decode_words(words: list[tuple[bytes, bytes, bytes]]) -> str:
-    """Adjacent encoded-words, joined at the byte level per charset run: senders split
-    multibyte characters, escape sequences and even base64 quanta across words."""
-    out: list[str] = []
-    i = 0
-    while i < len(words):
-        key = _run_key(words[i][0])
-        buf = bytearray()
-        carry = b""  # base64 text that is not yet a whole 4-character quantum
-        while i < len(words) and _run_key(words[i][0]) == key:
-            _, kind, payload = words[i]
-            if kind in b"bB":
-                text = carry + _B64_JUNK.sub(b"", payload)
-                if b"=" in payload:  # padded: this word ends its own quanta
-                    buf += _b64(text)
-                    carry = b""
+class _HeaderDecoder:
+    """One header value's decoding: detection runs a bounded number of times per value (a
+    hostile header can hold thousands of 8-bit fragments), and all raw 8-bit fragments share
+    one charset guess made on all of them together."""
+
+    def __init__(self) -> None:
+        self.detections = _HEADER_DETECTIONS
+        self.raw_charset: str | None = None
+
+    def decode(self, data: bytes, declared: str | None) -> str:
+        if data.isascii():
+            return _decode_total(data, declared, detect=False)[0]
+        self.detections -= 1
+        return _decode_total(data, declared, detect=self.detections >= 0)[0]
+
+    def words(self, words: list[tuple[bytes, bytes, bytes]]) -> str:
+        """Adjacent encoded-words, joined at the byte level per charset run: senders split
+        multibyte characters, escape sequences and even base64 quanta across words."""
+        out: list[str] = []
+        i = 0
+        while i < len(words):
+            key = _run_key(words[i][0])
+            buf = bytearray()
+            carry = b""  # base64 text that is not yet a whole 4-character quantum
+            while i < len(words) and _run_key(words[i][0]) == key:
+                _, kind, payload = words[i]
+                if kind in b"bB":
+                    text = carry + _B64_JUNK.sub(b"", payload)
+                    if b"=" in payload:  # padded: this word ends its own quanta
+                        buf += _b64(text)
+                        carry = b""
+                    else:
+                        whole = len(text) - len(text) % 4
+                        buf += _b64(text[:whole])
+                        carry = text[whole:]
                 else:
-                    whole = len(text) - len(text) % 4
-                    buf += _b64(text[:whole])
-                    carry = text[whole:]
+                    buf += _b64(carry) + _q(payload)
+                    carry = b""
+                i += 1
+            buf += _b64(carry)
+            out.append(self.decode(bytes(buf), key.removeprefix("?")))
+        return "".join(out)
+
+    def raw(self, chunk: bytes) -> str:
+        if chunk.isascii() and b"\x1b" not in chunk:
+            return chunk.decode("ascii")
+        return self.decode(chunk, self.raw_charset)
+
+    def header(self, data: bytes) -> str:
+        data = _FOLD.sub(b"", data[:MAX_HEADER_BYTES])
+        # Tokens: raw text (bytes) and runs of encoded-words separated only by whitespace.
+        tokens: list[bytes | list[tuple[bytes, bytes, bytes]]] = []
+        pos = 0
+        for m in _ENCODED_WORD.finditer(data):
+            gap = data[pos : m.start()]
+            last = tokens[-1] if tokens else None
+            word = (m.group(1), m.group(2), m.group(3))
+            if isinstance(last, list) and _WSP_ONLY.fullmatch(gap):
+                last.append(word)  # whitespace between words is not text (RFC 2047 §6.2)
             else:
-                buf += _b64(carry) + _q(payload)
-                carry = b""
-            i += 1
-        buf += _b64(carry)
-        label = key if not key.startswith("?") else key[1:]
-        out.append(decode_bytes(bytes(buf), label)[0])
-    return "".join(out)
-
-
-def _decode_raw(chunk: bytes) -> str:
-    if chunk.isascii() and b"\x1b" not in chunk:
-        return chunk.decode("ascii")
-    return decode_bytes(chunk, None)[0]
-
-
-def _decode_header_bytes(data: bytes) -> str:
-    data = _FOLD.sub(b"", data[:MAX_HEADER_BYTES])
-    out: list[str] = []
-    words: list[tuple[bytes, bytes, bytes]] = []
-    pos = 0
-    for m in _ENCODED_WORD.finditer(data):
-        gap = data[pos : m.start()]
-        if words and _WSP_ONLY.fullmatch(gap):
-            pass  # whitespace between encoded-words is not part of the text (RFC 2047 §6.2)
-        else:
-            if words:
-                out.append(_decode_words(words))
-                words = []
-            out.append(_decode_raw(gap))
-        words.append((m.group(1), m.group(2), m.group(3)))
-        pos = m.end()
-    if words:
-        out.append(_decode_words(words))
-    out.append(_decode_raw(data[pos:]))
-    return _clean("".join(out)).strip()
+                tokens += [gap, [word]]
+            pos = m.end()
+        tokens.append(data[pos:])
+        eight_bit = [t for t in tokens if isinstance(t, bytes) and not t.isascii()]
+        if eight_bit:
+            self.raw_charset = _decode_total(b" ".join(eight_bit), None, detect=True)[1]
+        text = "".join(self.raw(t) if isinstance(t, bytes) else self.words(t) for t in tokens)
+        return _clean(text).strip()
 
 
 def decode_header_value(raw: str) -> str:
     """A raw header value (as BytesParser stores it) decoded to clean text. Never raises."""
     try:
-        return _decode_header_bytes(_to_bytes(raw[:MAX_HEADER_BYTES]))
+        return _HeaderDecoder().header(_to_bytes(raw[:MAX_HEADER_BYTES]))
     except Exception:  # total by contract
         return _clean(raw[:MAX_HEADER_BYTES].encode("utf-8", "replace").decode("utf-8")).strip()
 
@@ -467,7 +490,10 @@ def decode_address_list(raw: str) -> list[tuple[str, str]]:
     """(display name, address) pairs of an address header. The list is split while names are
     still encoded, so a decoded name containing "," or "<" cannot change the structure."""
     value = _FOLD.sub(b"", _to_bytes(raw[:MAX_HEADER_BYTES])).decode("utf-8", "surrogateescape")
-    pairs = getaddresses([value])[:MAX_PARAMS]
+    try:
+        pairs = getaddresses([value])[:MAX_PARAMS]
+    except Exception:  # total by contract: an unparseable list is one undecoded name
+        pairs = [(value, "")]
     return [(decode_header_value(name), decode_header_value(addr)) for name, addr in pairs]
 
 
@@ -559,7 +585,7 @@ def _filename_from(value: bytes, base: str) -> str | None:
         if text:
             return text
     if plain is not None:
-        text = _decode_header_bytes(plain)
+        text = _HeaderDecoder().header(plain)
         if text:
             return text
     return None

@@ -134,6 +134,7 @@ _MIME_FAMILY_EXACT = {
     "application/x-javascript": "executable",
     "application/hta": "executable",
     "application/x-ms-shortcut": "executable",
+    "application/x-mswinurl": "executable",
     "application/java-archive": "executable",
     "application/x-iso9660-image": "executable",
     "application/onenote": "onenote",
@@ -178,7 +179,8 @@ _SIMPLE_MIMES = {
     "application/vnd.rar": "rar", "application/x-rar-compressed": "rar",
     "message/rfc822": "eml", "message/news": "eml",
     "application/vnd.ms-tnef": "tnef", "application/ms-tnef": "tnef",
-    "application/x-ms-shortcut": "shortcut", "application/onenote": "onenote",
+    "application/x-ms-shortcut": "shortcut", "application/x-mswinurl": "shortcut",
+    "application/onenote": "onenote",
     "application/msonenote": "onenote", "image/svg+xml": "svg",
     "text/html": "html", "text/xml": "xml", "application/xml": "xml",
 }  # fmt: skip
@@ -243,7 +245,11 @@ def _classify(
     if head.startswith(OLE_MAGIC):
         return _ole_kind(data, filename, declared, flags)
     pdf_at = head.find(b"%PDF", 0, PDF_HEADER_WINDOW)
-    if pdf_at >= 0 and (pdf_at == 0 or head.startswith(b"%PDF-", pdf_at) or _pdf_plausible(data)):
+    # After junk, "%PDF-" counts behind a binary prefix (another format's header); a text
+    # that merely mentions it must also have a PDF body.
+    binary_prefix = pdf_at > 0 and head.startswith(b"%PDF-", pdf_at)
+    binary_prefix = binary_prefix and not _looks_textual(head[:pdf_at])
+    if pdf_at >= 0 and (pdf_at == 0 or binary_prefix or _pdf_plausible(data)):
         if pdf_at > 0:
             flags.add("polyglot")  # junk before %PDF: a second format may own the start
         _pdf_flags(data, flags)
@@ -251,6 +257,8 @@ def _classify(
     kind = _sniff(head)
     if kind is None:
         kind = _from_magic(mime, desc, head)
+        if kind == "pdf" and _looks_textual(head):
+            kind = "text"  # libmagic found "%PDF" in prose; the checks above said no
     if kind in (None, "text") and _pdf_plausible(data) and _looks_textual(head):
         kind = "pdf"  # headerless PDF: readers open it, so treat it as one
         _pdf_flags(data, flags)
@@ -262,7 +270,7 @@ def _classify(
         kind = "svg"
     if kind in ("text", "html", "xml", "csv") and _ext(filename) in SCRIPT_EXTS:
         kind = "script"  # Windows runs it by its extension, whatever the bytes look like
-    if kind == "text" and head.lstrip(b"\xef\xbb\xbf").startswith(
+    if kind in ("text", "unknown") and head.lstrip(b"\xef\xbb\xbf").startswith(
         (b"[InternetShortcut]", b"[{000214A0", b"[Desktop Entry]", b"[Shell]")
     ):
         kind = "shortcut"
@@ -638,7 +646,7 @@ def _polyglot_flags(data: bytes, kind: str, flags: set[str]) -> None:
             if _zip_end_in_tail(data):
                 flags.add("polyglot")  # unzip finds an archive appended to it
             at = data.find(b"%PDF-", 1, PDF_HEADER_WINDOW)
-            if kind != "pdf" and at > 0:
+            if kind != "pdf" and at > 0 and (not _looks_textual(data[:at]) or _pdf_plausible(data)):
                 flags.add("polyglot")
     except Exception:
         pass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import email
 import email.policy
-import email.utils
 from dataclasses import dataclass, field
 from email.message import Message
 
@@ -64,9 +63,14 @@ class Dropped:
     size: int = 0
 
 
+ADDRESS_HEADERS = ("from", "to", "cc", "reply-to")
+
+
 @dataclass
 class ParsedMessage:
     headers: dict[str, str] = field(default_factory=dict)  # decoded, lower-case names
+    # (display name, address) pairs, split before decoding so a name with "," stays one address
+    addresses: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     bodies: list[TextBody] = field(default_factory=list)
     attachments: list[Attachment] = field(default_factory=list)
     dropped: list[Dropped] = field(default_factory=list)
@@ -83,6 +87,15 @@ def decoded_headers(msg: Message) -> dict[str, str]:
         if key in KEPT_HEADERS and key not in out:
             text = charset.decode_header_value(str(value))
             out[key] = text[:_MAX_HEADER_CHARS]
+    return out
+
+
+def address_headers(msg: Message) -> dict[str, list[tuple[str, str]]]:
+    out: dict[str, list[tuple[str, str]]] = {}
+    for name, value in msg.raw_items():
+        key = name.lower()
+        if key in ADDRESS_HEADERS and key not in out:
+            out[key] = charset.decode_address_list(str(value))[:200]
     return out
 
 
@@ -154,7 +167,7 @@ def parse_message(
     if header_bytes > max_header_bytes:
         raise Unparseable(f"headers of {header_bytes} bytes exceed {max_header_bytes}")
 
-    result = ParsedMessage(headers=decoded_headers(msg))
+    result = ParsedMessage(headers=decoded_headers(msg), addresses=address_headers(msg))
     result.received_by = [str(v) for n, v in msg.raw_items() if n.lower() == "received"]
     # Stack of (part, index, depth, quote_level); children pushed in reverse to keep order.
     stack: list[tuple[Message, str, int, int]] = [(msg, "1", 0, 0)]
@@ -226,9 +239,3 @@ def parse_message(
             continue
         result.attachments.append(Attachment(index, filename, ctype, data, disposition))
     return result
-
-
-def address_list(value: str) -> list[tuple[str, str]]:
-    """(display name, address) pairs of a decoded address header."""
-    pairs = email.utils.getaddresses([value])
-    return [(name, addr) for name, addr in pairs if addr or name]

@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from email.headerregistry import Address
 from email.message import EmailMessage
 
-from gateway.mime.parse import address_list
 from gateway.model import CleanFile
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -24,10 +23,11 @@ def _one_line(value: str, limit: int = 2000) -> str:
     return _CTRL.sub(" ", value).strip()[:limit]
 
 
-def _addresses(value: str) -> list[Address]:
+def _addresses(pairs: list[tuple[str, str]]) -> list[Address]:
     out: list[Address] = []
-    for name, addr in address_list(_one_line(value, 8000))[:200]:
-        name = _one_line(name, 200)
+    for raw_name, raw_addr in pairs[:200]:
+        name = _one_line(raw_name, 200)
+        addr = _one_line(raw_addr, 320).strip("<> ")
         try:
             local, _, domain = addr.rpartition("@")
             if local and domain:
@@ -40,8 +40,8 @@ def _addresses(value: str) -> list[Address]:
     return out
 
 
-def _set_address_header(msg: EmailMessage, name: str, value: str) -> None:
-    addrs = _addresses(value)
+def _set_address_header(msg: EmailMessage, name: str, pairs: list[tuple[str, str]]) -> None:
+    addrs = _addresses(pairs)
     if not addrs:
         return
     try:
@@ -57,6 +57,7 @@ def _msgids(value: str, limit: int) -> str:
 def build_message(
     *,
     headers: dict[str, str],
+    addresses: dict[str, list[tuple[str, str]]],
     body: str,
     files: Iterable[CleanFile],
     mugai_id: str,
@@ -66,8 +67,8 @@ def build_message(
     msg = EmailMessage(policy=POLICY)
     msg["Received"] = received
     for key, header in (("from", "From"), ("to", "To"), ("cc", "Cc"), ("reply-to", "Reply-To")):
-        if key in headers:
-            _set_address_header(msg, header, headers[key])
+        if addresses.get(key):
+            _set_address_header(msg, header, addresses[key])
     subject = _one_line(headers.get("subject", ""), 1000)
     if subject:
         msg["Subject"] = subject

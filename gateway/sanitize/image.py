@@ -56,9 +56,9 @@ def _is_jpeg(detected: Detected) -> bool:
 def sanitize_image(data: bytes, filename: str, detected: Detected, ctx: Context) -> SanitizeResult:
     """png, jpeg, gif (first frame), bmp, tiff (first page), webp → PNG, or JPEG for photos."""
     max_pixels = ctx.limits.max_pixels
-    got: list[tuple[int, int, int, bytes]] = []
+    got: list[tuple[int, int, int, bytearray]] = []
 
-    def on_page(index: int, width: int, height: int, channels: int, raw: bytes) -> None:
+    def on_page(index: int, width: int, height: int, channels: int, raw: bytearray) -> None:
         got.append((width, height, channels, raw))
 
     reader = FrameReader(

@@ -53,7 +53,8 @@ _PNG_BITS_PER_PIXEL_LIMIT = 4.0
 # --- the trusted frame reader ----------------------------------------------------------------
 
 
-PageSink = Callable[[int, int, int, int, bytes], None]  # index, width, height, channels, raw
+# index, width, height, channels, raw pixels (the reader's own buffer, handed over, not copied)
+PageSink = Callable[[int, int, int, int, bytearray], None]
 
 
 class FrameReader:
@@ -143,7 +144,7 @@ class FrameReader:
     def _finish_page(self) -> None:
         assert self._body is not None and self._page is not None
         index, width, height, channels = self._page
-        body = bytes(self._body)
+        body = self._body
         self._body = None
         self._page = None
         self._next += 1
@@ -214,10 +215,11 @@ def run_child(
 ) -> None:
     """Run one render_child invocation, feeding its stdout to ``reader``; raises on failure."""
     slot = _slot(_process_count(ctx))
+    # Waiting for a slot is load, not the document's fault: retry later rather than time out,
+    # and the child's own time starts when it does.
     if not slot.acquire(timeout=seconds):
         raise ConverterBusy("no free render process")
     try:
-        started = time.monotonic()
 
         def sink(chunk: bytes) -> None:
             if abort is not None and abort.is_set():
@@ -227,7 +229,7 @@ def run_child(
         result = sandbox.run(
             [*sandbox.python_child(_CHILD), *args],
             stdin=data,
-            limits=_child_limits(ctx, seconds - (time.monotonic() - started), output_bytes),
+            limits=_child_limits(ctx, seconds, output_bytes),
             network=ctx.limits.network_isolation,
             sink=sink,
         )
@@ -249,7 +251,9 @@ class EncodedPage:
     content_type: str  # image/png or image/jpeg
 
 
-def encode_pixels(width: int, height: int, channels: int, raw: bytes, dpi: int) -> EncodedPage:
+def encode_pixels(
+    width: int, height: int, channels: int, raw: bytes | bytearray, dpi: int
+) -> EncodedPage:
     """Trusted re-encoding of raw pixels: PNG for text-like pages, JPEG for photo-like ones."""
     mode = {1: "L", 3: "RGB"}[channels]
     image = Image.frombuffer(mode, (width, height), raw, "raw", mode, 0, 1)
@@ -302,7 +306,7 @@ def count_pages(data: bytes, ctx: Context) -> int:
     return reader.count
 
 
-def _no_pages(index: int, width: int, height: int, channels: int, raw: bytes) -> None:
+def _no_pages(index: int, width: int, height: int, channels: int, raw: bytearray) -> None:
     raise InvalidOutput("page frame where a count was expected")
 
 
@@ -318,6 +322,15 @@ def _ranges(pages: int, children: int) -> list[tuple[int, int]]:
     return ranges
 
 
+def check_page_points(index: int, width: int, height: int, dpi: int) -> None:
+    """The output page must be a valid PDF page: 3 to 14,400 units per side (PDF limits)."""
+    points = (width * 72 / dpi, height * 72 / dpi)
+    if max(points) > proto.MAX_POINTS:
+        raise PartTooLarge(f"page {index + 1} is larger than 200 inches")
+    if min(points) < proto.MIN_POINTS - 72 / dpi:  # one pixel of rounding
+        raise ConversionFailed(f"page {index + 1} is too small to be a page")
+
+
 def render_pages(data: bytes, pages: int, ctx: Context) -> list[EncodedPage]:
     """Render all pages in parallel children; returns encoded pages in order."""
     dpi = ctx.limits.dpi
@@ -328,7 +341,8 @@ def render_pages(data: bytes, pages: int, ctx: Context) -> list[EncodedPage]:
     lock = threading.Lock()
     abort = threading.Event()
 
-    def on_page(index: int, width: int, height: int, channels: int, raw: bytes) -> None:
+    def on_page(index: int, width: int, height: int, channels: int, raw: bytearray) -> None:
+        check_page_points(index, width, height, dpi)
         page = encode_pixels(width, height, channels, raw, dpi)
         with lock:
             encoded[index] = page

@@ -72,7 +72,10 @@ def _run(
 ) -> SanitizeResult:
     if "type_mismatch" in detected.flags:
         raise TypeMismatch(f"content is {detected.kind}, name or declared type says otherwise")
-    if "encrypted" in detected.flags:
+    # PDFs decide themselves: owner-password-only PDFs (print/copy restrictions, common on
+    # government documents) open without a password and are rendered; user-password ones
+    # raise Encrypted inside the PDF sanitizer.
+    if "encrypted" in detected.flags and detected.kind != "pdf":
         raise Encrypted(
             "暗号化されたファイル (パスワード付きZIP等) は無害化できません / encrypted content"
         )
@@ -106,8 +109,10 @@ def sanitize_part(
     def recurse(
         m_data: bytes, m_name: str, m_declared: str, m_ctx: Context, m_index: str
     ) -> tuple[PartReport, tuple[CleanFile, ...]]:
+        # Members are numbered within their container; prefix the container's own index.
         return sanitize_part(
-            m_data, m_name, m_declared, m_ctx, m_index, registry=registry, job_id=job_id
+            m_data, m_name, m_declared, m_ctx, f"{index}.{m_index}", registry=registry,
+            job_id=job_id,
         )
 
     ctx.recurse = recurse

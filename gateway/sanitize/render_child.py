@@ -43,8 +43,9 @@ EXIT_REFUSED = 3  # an ERROR frame was written
 EXIT_USAGE = 2
 
 _PDFIUM_ERR_PASSWORD = 4
-# Pages smaller than this in points are nonsense (and larger than 200 in. are refused by pixels).
-_MIN_POINTS = 1.0
+# A PDF page side is 3 to 14,400 units (ISO 32000 implementation limits; img2pdf enforces them).
+MIN_POINTS = 3.0
+MAX_POINTS = 14_400.0
 
 
 def _frame(
@@ -121,8 +122,10 @@ def _render_pages(
     for index in range(first, last + 1):
         page = pdf[index]
         w_pt, h_pt = page.get_size()
-        if not (_MIN_POINTS <= w_pt and _MIN_POINTS <= h_pt):  # also catches NaN
+        if not (MIN_POINTS <= w_pt and MIN_POINTS <= h_pt):  # also catches NaN
             return _error(out, ERR_INVALID, index)
+        if w_pt > MAX_POINTS or h_pt > MAX_POINTS:
+            return _error(out, ERR_TOO_LARGE, index)
         # Refuse before allocating the bitmap: the page size is attacker-chosen.
         if (w_pt * scale + 1) * (h_pt * scale + 1) > max_pixels:
             return _error(out, ERR_TOO_LARGE, index)

@@ -13,6 +13,7 @@ unreachable, slow, overloaded or confused clamd never lets a message through.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import struct
 import time
@@ -100,9 +101,10 @@ class ClamdScanner:
             async with asyncio.timeout(self._timeout):
                 reader, writer = await self._connect()
                 result = await exchange((reader, writer))
-                writer.close()
-                await writer.wait_closed()
                 done = True
+                writer.close()
+                with contextlib.suppress(OSError):  # the answer is in; a late reset changes nothing
+                    await writer.wait_closed()
                 return result
         except TimeoutError as exc:  # before OSError: TimeoutError is one
             raise ScannerUnavailable(

@@ -1,11 +1,22 @@
-"""Database tables (SQLAlchemy 2): message records, original/sanitized bytes."""
+"""Database tables (SQLAlchemy 2). The schema itself is created by the alembic migrations
+(``gateway/store/migrations``); these classes must match them."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -33,11 +44,22 @@ class MessageRow(Base):
     parts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     scan: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     timings: Mapped[dict[str, float]] = mapped_column(JSON, default=dict)
-    size: Mapped[int] = mapped_column(Integer, default=0)
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
     sha256: Mapped[str] = mapped_column(String(64), default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     node: Mapped[str] = mapped_column(String(255), default="")
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RecipientRow(Base):
+    """One envelope recipient per row (lower-cased), so `recipient=` search uses an index."""
+
+    __tablename__ = "message_recipients"
+
+    message: Mapped[str] = mapped_column(
+        String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    address: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
 
 
 class BlobRow(Base):
@@ -50,3 +72,65 @@ class BlobRow(Base):
     )
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # original | sanitized
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TokenRow(Base):
+    """An API token: only its sha256 is kept (see gateway/store/tokens.py for why not bcrypt)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReleaseRequestRow(Base):
+    __tablename__ = "release_requests"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    message: Mapped[str] = mapped_column(
+        String(32), ForeignKey("messages.id", ondelete="CASCADE"), index=True
+    )
+    # pending → approved (delivery under way) → released | failed; pending → rejected
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    requested_by: Mapped[str] = mapped_column(String(64))
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str] = mapped_column(String(64), default="")
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    decision_reason: Mapped[str] = mapped_column(Text, default="")
+    rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)  # who got the original
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class AuditRow(Base):
+    """Append-only; each row's hash covers the previous row's hash (see gateway/store/audit.py).
+
+    ``at`` is kept as ISO text so the hashed value round-trips byte for byte on every backend.
+    """
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(128), default="", index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHeadRow(Base):
+    """The single chain-head row: locked (FOR UPDATE) by every writer so the chain stays linear,
+    and the reference that lets `audit verify` notice rows cut off the end."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    hash: Mapped[str] = mapped_column(String(64))

@@ -1,26 +1,44 @@
 """The record store: SQLite in data_dir by default, PostgreSQL when configured.
 
-Synchronous SQLAlchemy; async callers go through ``asyncio.to_thread``.
+Synchronous SQLAlchemy; async callers go through ``asyncio.to_thread``. Everything that must
+leave a trace (reading an original, release decisions, deletion, token changes) writes its audit
+entry in the same transaction as the change itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
+import json
 import socket
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Text, cast, delete, func, or_, select
+from sqlalchemy.orm import Session
 
 from gateway.model import PartReport, ScanResult
 from gateway.spool import JobMeta
-from gateway.store.models import Base, BlobRow, MessageRow
+from gateway.store import audit as chain
+from gateway.store import migrate, releases, tokens
+from gateway.store.db import Database, database_url, make_engine
+from gateway.store.errors import Conflict, NotFound
+from gateway.store.models import (
+    AuditRow,
+    BlobRow,
+    MessageRow,
+    RecipientRow,
+    ReleaseRequestRow,
+    TokenRow,
+)
+from gateway.store.tokens import Principal
+
+__all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
 
 FINAL_STATUSES = frozenset({"delivered", "quarantined", "released", "deleted"})
+STATUSES = ("processing", "deferred", "delivered", "quarantined", "released", "deleted")
 
 
 def _jsonable(value: Any) -> Any:
@@ -41,46 +59,44 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def database_url(url: str, data_dir: Path) -> str:
-    if not url:
-        return f"sqlite:///{(data_dir / 'mugai.db').resolve()}"
-    if url.startswith("postgresql://"):
-        return "postgresql+psycopg://" + url[len("postgresql://") :]
-    return url
+def utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def make_engine(url: str) -> Engine:
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+def _like_escape(value: str) -> str:
+    return value.replace("!", "!!").replace("%", "!%").replace("_", "!_")
 
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=10)
+@dataclasses.dataclass(frozen=True)
+class MessageQuery:
+    status: str = ""
+    message_id: str = ""
+    sender: str = ""
+    recipient: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 50
+    cursor: str = ""  # the last id of the previous page (ids are time-ordered)
 
 
 class Store:
     def __init__(self, url: str) -> None:
-        self.engine = make_engine(url)
-        self.session: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self.db = Database(url)
+        self.engine = self.db.engine
         self.node = socket.gethostname()
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Brings the database to the newest schema (alembic upgrade head)."""
+        migrate.upgrade(self.engine)
 
     def close(self) -> None:
-        self.engine.dispose()
+        self.db.close()
 
     # -- writes from the worker ----------------------------------------------------
     def record_received(self, meta: JobMeta, raw: bytes) -> str:
         """Create the record and keep the original; idempotent. Returns the current status."""
-        with self.session.begin() as s:
+        with self.db.write() as s:
             row = s.get(MessageRow, meta.id)
             if row is not None:
                 return row.status
@@ -89,32 +105,41 @@ class Store:
                 MessageRow(
                     id=meta.id,
                     kind=meta.kind,
+                    message_id="",
                     status="processing",
-                    mail_from=meta.mail_from,
+                    mail_from=meta.mail_from[:512],
                     rcpt_tos=list(meta.rcpt_tos),
+                    subject="",
+                    header_from="",
                     filename=meta.filename,
                     received_at=received,
                     updated_at=now(),
                     size=len(raw),
+                    sha256=hashlib.sha256(raw).hexdigest(),
                     node=self.node,
                     reasons=[],
+                    detail="",
                     tokens=[],
                     parts=[],
                     scan={},
                     timings={},
+                    attempts=0,
+                    legal_hold=False,
                 )
             )
             s.flush()
+            for address in dict.fromkeys(r.lower()[:512] for r in meta.rcpt_tos):
+                s.add(RecipientRow(message=meta.id, address=address))
             s.add(BlobRow(message=meta.id, kind="original", data=raw))
             return "processing"
 
     def status(self, mugai_id: str) -> str | None:
-        with self.session() as s:
+        with self.db.read() as s:
             row = s.get(MessageRow, mugai_id)
             return row.status if row else None
 
     def _update(self, mugai_id: str, **values: Any) -> None:
-        with self.session.begin() as s:
+        with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
@@ -146,14 +171,14 @@ class Store:
             parts=list(parts),
             tokens=list(tokens),
             subject=subject,
-            message_id=message_id,
+            message_id=message_id[:1000],
             header_from=header_from,
             scan=scan or {},
             timings=timings,
         )
 
     def mark_delivered(self, mugai_id: str, sanitized: bytes, attempts: int) -> None:
-        with self.session.begin() as s:
+        with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
@@ -182,20 +207,246 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------
     def get(self, mugai_id: str) -> MessageRow | None:
-        with self.session() as s:
+        with self.db.read() as s:
             return s.get(MessageRow, mugai_id)
 
     def blob(self, mugai_id: str, kind: str) -> bytes | None:
-        with self.session() as s:
+        with self.db.read() as s:
             row = s.get(BlobRow, (mugai_id, kind))
             return row.data if row else None
 
+    def has_blob(self, mugai_id: str, kind: str) -> bool:
+        with self.db.read() as s:
+            found = s.scalar(
+                select(func.count())
+                .select_from(BlobRow)
+                .where(BlobRow.message == mugai_id, BlobRow.kind == kind)
+            )
+            return bool(found)
+
     def find(self, *, message_id: str = "", status: str = "", limit: int = 50) -> list[MessageRow]:
-        with self.session() as s:
-            q = select(MessageRow).order_by(MessageRow.id.desc()).limit(limit)
-            if message_id:
-                mid = message_id.strip().strip("<>")
-                q = q.where(MessageRow.message_id == f"<{mid}>")
-            if status:
-                q = q.where(MessageRow.status == status)
-            return list(s.scalars(q))
+        return self.search(MessageQuery(message_id=message_id, status=status, limit=limit))
+
+    def search(self, q: MessageQuery) -> list[MessageRow]:
+        """Newest first; keyset pagination on the (time-ordered) id."""
+        stmt = select(MessageRow).order_by(MessageRow.id.desc()).limit(q.limit)
+        if q.cursor:
+            stmt = stmt.where(MessageRow.id < q.cursor)
+        if q.status:
+            stmt = stmt.where(MessageRow.status == q.status)
+        if q.message_id:
+            mid = q.message_id.strip().strip("<>")
+            stmt = stmt.where(MessageRow.message_id.in_([f"<{mid}>", mid]))
+        if q.sender:
+            sender = q.sender.strip().lower()
+            stmt = stmt.where(
+                or_(
+                    func.lower(MessageRow.mail_from) == sender,
+                    func.lower(MessageRow.header_from).like(
+                        f"%{_like_escape(sender)}%", escape="!"
+                    ),
+                )
+            )
+        if q.recipient:
+            stmt = stmt.where(
+                MessageRow.id.in_(
+                    select(RecipientRow.message).where(
+                        RecipientRow.address == q.recipient.strip().lower()
+                    )
+                )
+            )
+        if q.since is not None:
+            stmt = stmt.where(MessageRow.received_at >= utc(q.since))
+        if q.until is not None:
+            stmt = stmt.where(MessageRow.received_at < utc(q.until))
+        with self.db.read() as s:
+            return list(s.scalars(stmt))
+
+    def counts_by_status(self) -> dict[str, int]:
+        with self.db.read() as s:
+            rows = s.execute(
+                select(MessageRow.status, func.count()).group_by(MessageRow.status)
+            ).all()
+            return {str(status): int(n) for status, n in rows}
+
+    def reason_counts(self) -> dict[tuple[str, str], int]:
+        """(status, reason) → messages, for quarantined and deferred records."""
+        counts: dict[tuple[str, str], int] = {}
+        with self.db.read() as s:
+            rows = s.execute(
+                select(MessageRow.status, cast(MessageRow.reasons, Text), func.count())
+                .where(MessageRow.status.in_(("quarantined", "deferred")))
+                .group_by(MessageRow.status, cast(MessageRow.reasons, Text))
+            ).all()
+        for status, reasons_json, n in rows:
+            try:
+                reasons = json.loads(reasons_json or "[]")
+            except ValueError:
+                reasons = []
+            for reason in reasons if isinstance(reasons, list) else []:
+                key = (str(status), str(reason))
+                counts[key] = counts.get(key, 0) + int(n)
+        return counts
+
+    # -- audited actions on messages ----------------------------------------------------
+    def read_original(self, mugai_id: str, who: Principal) -> bytes:
+        """The original bytes; the read is audited before anything is returned."""
+        with self.db.write() as s:
+            msg = s.get(MessageRow, mugai_id)
+            if msg is None:
+                raise NotFound("message_not_found")
+            blob = s.get(BlobRow, (mugai_id, "original"))
+            if blob is None:
+                raise Conflict("original_deleted")
+            chain.append(
+                s, who.actor, "original.read", mugai_id, {"sha256": msg.sha256, "size": msg.size}
+            )
+            return blob.data
+
+    def delete_message(self, mugai_id: str, who: Principal) -> MessageRow:
+        """Admin deletion: the original and sanitized bytes go; the record and audit stay."""
+        with self.db.write() as s:
+            msg = s.get(MessageRow, mugai_id)
+            if msg is None:
+                raise NotFound("message_not_found")
+            if msg.legal_hold:
+                raise Conflict("legal_hold")
+            if msg.status in ("processing", "deferred"):
+                raise Conflict("message_in_progress")
+            s.execute(delete(BlobRow).where(BlobRow.message == mugai_id))
+            previous = msg.status
+            msg.status = "deleted"
+            msg.updated_at = now()
+            chain.append(s, who.actor, "message.delete", mugai_id, {"previous_status": previous})
+            return msg
+
+    def set_legal_hold(self, mugai_id: str, hold: bool, who: Principal) -> MessageRow:
+        with self.db.write() as s:
+            msg = s.get(MessageRow, mugai_id)
+            if msg is None:
+                raise NotFound("message_not_found")
+            msg.legal_hold = hold
+            chain.append(s, who.actor, "message.legal_hold", mugai_id, {"hold": hold})
+            return msg
+
+    # -- release requests ---------------------------------------------------------------
+    def request_release(self, mugai_id: str, reason: str, who: Principal) -> ReleaseRequestRow:
+        with self.db.write() as s:
+            return releases.create(s, mugai_id, reason, who)
+
+    def approve_release(
+        self, rid: str, who: Principal, rcpt_tos: Sequence[str] | None = None, reason: str = ""
+    ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
+        with self.db.write() as s:
+            return releases.approve(s, rid, who, rcpt_tos, reason)
+
+    def finish_release(self, rid: str, who: Principal, ok: bool, result: dict[str, Any]) -> None:
+        with self.db.write() as s:
+            releases.finish(s, rid, who, ok, result)
+
+    def reject_release(self, rid: str, who: Principal, reason: str = "") -> ReleaseRequestRow:
+        with self.db.write() as s:
+            return releases.reject(s, rid, who, reason)
+
+    def release_request(self, rid: str) -> ReleaseRequestRow | None:
+        with self.db.read() as s:
+            return s.get(ReleaseRequestRow, rid)
+
+    def release_requests(
+        self, *, status: str = "", message: str = "", limit: int = 50, cursor: str = ""
+    ) -> list[ReleaseRequestRow]:
+        stmt = select(ReleaseRequestRow).order_by(
+            ReleaseRequestRow.requested_at.desc(), ReleaseRequestRow.id.desc()
+        )
+        if status:
+            stmt = stmt.where(ReleaseRequestRow.status == status)
+        if message:
+            stmt = stmt.where(ReleaseRequestRow.message == message)
+        if cursor:
+            with self.db.read() as s:
+                anchor = s.get(ReleaseRequestRow, cursor)
+            if anchor is None:
+                return []
+            stmt = stmt.where(
+                or_(
+                    ReleaseRequestRow.requested_at < anchor.requested_at,
+                    (ReleaseRequestRow.requested_at == anchor.requested_at)
+                    & (ReleaseRequestRow.id < anchor.id),
+                )
+            )
+        with self.db.read() as s:
+            return list(s.scalars(stmt.limit(limit)))
+
+    # -- audit ---------------------------------------------------------------------------
+    def audit(
+        self, actor: str, action: str, target: str = "", detail: Mapping[str, Any] | None = None
+    ) -> int:
+        """Append one entry (e.g. ``store.audit("system", "config.reload")``); returns its seq."""
+        with self.db.write() as s:
+            return chain.append(s, actor, action, target, detail).seq
+
+    def audit_entries(
+        self, *, before: int = 0, limit: int = 100, action: str = "", target: str = ""
+    ) -> list[AuditRow]:
+        """Newest first; ``before`` is the seq cursor."""
+        stmt = select(AuditRow).order_by(AuditRow.seq.desc()).limit(limit)
+        if before:
+            stmt = stmt.where(AuditRow.seq < before)
+        if action:
+            stmt = stmt.where(AuditRow.action == action)
+        if target:
+            stmt = stmt.where(AuditRow.target == target)
+        with self.db.read() as s:
+            return list(s.scalars(stmt))
+
+    def verify_audit(self) -> chain.VerifyReport:
+        with self.db.read() as s:
+            return chain.verify(s)
+
+    # -- tokens --------------------------------------------------------------------------
+    def create_token(self, name: str, role: str, actor: str) -> tuple[str, TokenRow]:
+        tokens.check_name(name)
+        tokens.check_role(role)
+        plain = tokens.new_token()
+        with self.db.write() as s:
+            row = TokenRow(
+                name=name,
+                role=role,
+                token_hash=tokens.token_hash(plain),
+                created_at=now(),
+                created_by=actor[:128],
+                revoked_at=None,
+            )
+            s.add(row)
+            s.flush()
+            chain.append(s, actor, "token.create", name, {"token": row.id, "role": role})
+            return plain, row
+
+    def revoke_tokens(self, ident: str, actor: str) -> list[TokenRow]:
+        """Revoke by numeric id or by name (every active token of that name)."""
+        with self.db.write() as s:
+            stmt = select(TokenRow).where(TokenRow.revoked_at.is_(None))
+            if ident.isdigit():
+                stmt = stmt.where(TokenRow.id == int(ident))
+            else:
+                stmt = stmt.where(TokenRow.name == ident)
+            rows = list(s.scalars(stmt))
+            for row in rows:
+                row.revoked_at = now()
+                chain.append(s, actor, "token.revoke", row.name, {"token": row.id})
+            return rows
+
+    def list_tokens(self) -> list[TokenRow]:
+        with self.db.read() as s:
+            return list(s.scalars(select(TokenRow).order_by(TokenRow.id)))
+
+    def authenticate(self, token: str) -> Principal | None:
+        if not token or len(token) > tokens.MAX_TOKEN_CHARS:
+            return None
+        with self.db.read() as s:
+            row = s.scalar(
+                select(TokenRow).where(
+                    TokenRow.token_hash == tokens.token_hash(token), TokenRow.revoked_at.is_(None)
+                )
+            )
+            return Principal(row.id, row.name, row.role) if row else None

@@ -23,7 +23,7 @@ from gateway.errors import (
     PartTooLarge,
 )
 from gateway.model import Action, Detected
-from gateway.sanitize import pdf, sandbox
+from gateway.sanitize import pdf
 from gateway.sanitize import render_child as proto
 from gateway.sanitize.base import Context, PageBudget
 from gateway.settings import SanitizeSettings
@@ -61,8 +61,9 @@ def text_pdf(pages: int, size: tuple[float, float] = (595, 842)) -> pikepdf.Pdf:
     """``pages`` pages of black text (Helvetica), each saying its number."""
     doc = pikepdf.new()
     font = doc.make_indirect(
-        pikepdf.Dictionary(Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1,
-                           BaseFont=pikepdf.Name.Helvetica)
+        pikepdf.Dictionary(
+            Type=pikepdf.Name.Font, Subtype=pikepdf.Name.Type1, BaseFont=pikepdf.Name.Helvetica
+        )
     )
     for i in range(pages):
         content = f"BT /F1 36 Tf 72 {size[1] - 100} Td (Page {i + 1}) Tj ET".encode()
@@ -87,8 +88,9 @@ def hostile_pdf() -> bytes:
     doc = text_pdf(1)
     js = pikepdf.Dictionary(S=pikepdf.Name.JavaScript, JS=pikepdf.String("app.alert(1)"))
     doc.Root.OpenAction = doc.make_indirect(js)
-    doc.Root.AA = pikepdf.Dictionary(WC=pikepdf.Dictionary(S=pikepdf.Name.Launch,
-                                                           F=pikepdf.String("calc.exe")))
+    doc.Root.AA = pikepdf.Dictionary(
+        WC=pikepdf.Dictionary(S=pikepdf.Name.Launch, F=pikepdf.String("calc.exe"))
+    )
     spec = pikepdf.Dictionary(
         Type=pikepdf.Name.Filespec,
         F=pikepdf.String("evil.exe"),
@@ -104,8 +106,11 @@ def hostile_pdf() -> bytes:
         A=pikepdf.Dictionary(S=pikepdf.Name.URI, URI=pikepdf.String("http://evil.example/")),
     )
     field = pikepdf.Dictionary(
-        Type=pikepdf.Name.Annot, Subtype=pikepdf.Name.Widget, FT=pikepdf.Name.Tx,
-        T=pikepdf.String("name"), Rect=[72, 600, 300, 640],
+        Type=pikepdf.Name.Annot,
+        Subtype=pikepdf.Name.Widget,
+        FT=pikepdf.Name.Tx,
+        T=pikepdf.String("name"),
+        Rect=[72, 600, 300, 640],
         AA=pikepdf.Dictionary(K=js),
     )
     doc.pages[0].Annots = doc.make_indirect(pikepdf.Array([link, doc.make_indirect(field)]))
@@ -128,9 +133,9 @@ def _walk(obj: object, seen: set[tuple[int, int]]) -> Iterator[str]:
         if key in seen:
             return
         seen.add(key)
-    if isinstance(obj, pikepdf.Dictionary) or (
-        isinstance(obj, pikepdf.Stream)
-    ):
+    if isinstance(obj, pikepdf.Name):  # values too: /S /JavaScript, /Type /Font
+        yield str(obj)
+    elif isinstance(obj, pikepdf.Dictionary) or (isinstance(obj, pikepdf.Stream)):
         for name in obj.keys():
             yield str(name)
             yield from _walk(obj.get(name), seen)
@@ -150,7 +155,8 @@ def assert_image_only_pdf(data: bytes, pages: int | None = None) -> pikepdf.Pdf:
     names.update(_walk(doc.trailer, seen))
     for obj in doc.objects:
         names.update(_walk(obj, seen))
-    assert not names & FORBIDDEN, names & FORBIDDEN
+    bad = names & FORBIDDEN
+    assert not bad, " ".join(sorted(bad))
     for page in doc.pages:
         resources = page.obj.Resources
         assert set(resources.keys()) <= {"/XObject", "/ProcSet"}
@@ -206,8 +212,14 @@ def test_colour_and_photo_pages() -> None:
     ImageDraw.Draw(text).text((50, 50), "red stamp", fill="red")
     ImageDraw.Draw(text).ellipse((300, 300, 400, 400), outline=(200, 0, 0), width=5)
     photo = Image.effect_mandelbrot((600, 800), (-2, -1.5, 1, 1.5), 64).convert("RGB")
-    photo = Image.merge("RGB", (photo.split()[0], Image.linear_gradient("L").resize(photo.size),
-                                photo.split()[2].point(lambda v: 255 - v)))
+    photo = Image.merge(
+        "RGB",
+        (
+            photo.split()[0],
+            Image.linear_gradient("L").resize(photo.size),
+            photo.split()[2].point(lambda v: 255 - v),
+        ),
+    )
     noise = Image.effect_noise((600, 800), 80).convert("RGB")
     photo = Image.blend(photo, noise, 0.3)
     out = pdf.sanitize_pdf(image_pdf([text, photo]), "p.pdf", DETECTED, ctx()).files[0].data
@@ -216,6 +228,14 @@ def test_colour_and_photo_pages() -> None:
     assert images[0].ColorSpace == pikepdf.Name.DeviceRGB  # red survives: not flattened to gray
     assert images[0].Filter == pikepdf.Name.FlateDecode  # PNG for the text-like page
     assert images[1].Filter == pikepdf.Name.DCTDecode  # JPEG for the photo
+
+
+def test_checker_sees_the_hostile_fixture() -> None:
+    """The independent check itself works: it flags the input that the rebuild cleans."""
+    with pytest.raises(AssertionError) as info:
+        assert_image_only_pdf(hostile_pdf())
+    for name in ("/OpenAction", "/JavaScript", "/EmbeddedFiles", "/AcroForm", "/URI", "/Launch"):
+        assert name in str(info.value)
 
 
 def test_encrypted_pdf_refused() -> None:
@@ -245,11 +265,19 @@ def test_message_page_budget() -> None:
     assert c.pages.remaining == 3
 
 
-def test_pixel_cap_refuses_huge_page() -> None:
-    huge = to_bytes(text_pdf(1, (14_400, 14_400)))  # 200 inches square
+def test_pixel_cap_refuses_large_page() -> None:
     with pytest.raises(PartTooLarge) as info:
-        pdf.sanitize_pdf(huge, "huge.pdf", DETECTED, ctx())
+        pdf.sanitize_pdf(to_bytes(text_pdf(1)), "a4.pdf", DETECTED, ctx(max_pixels=100_000))
     assert info.value.reason == "too_large"
+
+
+def test_page_beyond_pdf_limits_refused() -> None:
+    huge = to_bytes(text_pdf(1, (20_000, 600)))  # wider than a PDF page may be
+    with pytest.raises(PartTooLarge):
+        pdf.sanitize_pdf(huge, "huge.pdf", DETECTED, ctx())
+    sliver = to_bytes(text_pdf(1, (10_001, 1)))  # Dangerzone's bad_max_width shape
+    with pytest.raises(PartRefused):
+        pdf.sanitize_pdf(sliver, "sliver.pdf", DETECTED, ctx())
 
 
 @pytest.mark.parametrize(
@@ -280,17 +308,12 @@ def test_parallel_children_keep_page_order() -> None:
 
 
 def _fake_child(monkeypatch: pytest.MonkeyPatch, script: str) -> None:
-    """Replace the renderer by a script (fault injection); the count step stays real."""
-    real = sandbox.python_child
+    """Replace the renderer child by a script (fault injection)."""
 
     def fake(module: str) -> list[str]:
         return [sys.executable, "-I", "-c", script]
 
-    def choose(module: str) -> list[str]:
-        return real(module)
-
     monkeypatch.setattr(pdf.sandbox, "python_child", fake)
-    _ = choose
 
 
 HEAD = (
@@ -330,6 +353,11 @@ HEAD = (
             ConversionFailed,
         ),
         ("import time; time.sleep(1000)", ConversionTimeout),
+        (  # within the pixel cap, but wider than a PDF page may be: the parent checks too
+            "o.write(H.pack(b'MGF1', 1, 1, 0, 0, 40000, 10, 0) + bytes(400000)"
+            " + H.pack(b'MGF1', 4, 0, 0, 1, 0, 0, 0))",
+            PartTooLarge,
+        ),
     ],
 )
 def test_lying_child(monkeypatch: pytest.MonkeyPatch, body: str, error: type[Exception]) -> None:
@@ -352,8 +380,9 @@ def test_valid_fake_stream_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_frame_reader_rejects_oversized_header_before_reading_body() -> None:
-    reader = pdf.FrameReader(first=0, last=0, max_pixels=100, channels=frozenset({3}),
-                             on_page=lambda *a: None)
+    reader = pdf.FrameReader(
+        first=0, last=0, max_pixels=100, channels=frozenset({3}), on_page=lambda *a: None
+    )
     with pytest.raises(PartTooLarge):
         reader.feed(proto.HEADER.pack(proto.MAGIC, proto.KIND_PAGE, 3, 0, 0, 11, 10, 0))
 
@@ -387,11 +416,15 @@ def test_300_pages_bounded_memory(tmp_path: Path) -> None:
     # A fresh interpreter, so ru_maxrss is this document's peak alone.
     done = subprocess.run(
         [sys.executable, "-c", RSS_SCRIPT, str(source), str(target)],
-        capture_output=True, check=True, timeout=900,
+        capture_output=True,
+        check=True,
+        timeout=900,
     )
     before, peak, kids, out_kb = (int(v) for v in done.stdout.split())
-    print(f"\n300 pages: parent peak RSS {peak} MiB (at start {before} MiB), "
-          f"largest child {kids} MiB, output {out_kb} KiB")
+    print(
+        f"\n300 pages: parent peak RSS {peak} MiB (at start {before} MiB), "
+        f"largest child {kids} MiB, output {out_kb} KiB"
+    )
     assert_image_only_pdf(target.read_bytes(), pages=300)
     # 300 raw A4 pages at 150 dpi would be ~630 MiB even in gray; we keep encoded pages only.
     assert peak - before < 300
@@ -421,9 +454,35 @@ def test_corpus_pdf(corpus: Path, rel: str) -> None:
         result = pdf.sanitize_pdf(data, os.path.basename(rel), DETECTED, ctx())
     except PartRefused as refused:
         assert refused.reason in {
-            "encrypted", "too_large", "conversion_failed", "conversion_timeout", "invalid_output",
+            "encrypted",
+            "too_large",
+            "conversion_failed",
+            "conversion_timeout",
+            "invalid_output",
         }
         return
     (clean,) = result.files
     assert clean.content_type == "application/pdf"
     assert_image_only_pdf(clean.data)
+
+
+def test_frame_reader_accepts_any_chunking() -> None:
+    pages: list[tuple[int, int, int, int, bytes]] = []
+    stream = b"".join(
+        [
+            proto.HEADER.pack(proto.MAGIC, proto.KIND_PAGE, 1, 0, 2, 3, 2, 0) + b"abcdef",
+            proto.HEADER.pack(proto.MAGIC, proto.KIND_PAGE, 3, 0, 3, 1, 1, 0) + b"xyz",
+            proto.HEADER.pack(proto.MAGIC, proto.KIND_END, 0, 0, 2, 0, 0, 0),
+        ]
+    )
+    reader = pdf.FrameReader(
+        first=2,
+        last=3,
+        max_pixels=100,
+        channels=frozenset({1, 3}),
+        on_page=lambda i, w, h, c, raw: pages.append((i, w, h, c, bytes(raw))),
+    )
+    for i in range(len(stream)):  # one byte at a time: every boundary is a chunk boundary
+        reader.feed(stream[i : i + 1])
+    assert pages == [(2, 3, 2, 1, b"abcdef"), (3, 1, 1, 3, b"xyz")]
+    assert reader.ended and reader.pages == 2

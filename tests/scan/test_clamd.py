@@ -31,8 +31,8 @@ def address(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="module")
 def small_clamd(clamd_factory: Callable[..., Clamd]) -> Clamd:
-    """A dedicated clamd that refuses streams over 256 KiB."""
-    return clamd_factory(StreamMaxLength="256K")
+    """A dedicated clamd that refuses streams over 256 KiB and scans files up to 128 KiB."""
+    return clamd_factory(StreamMaxLength="256K", MaxFileSize="128K")
 
 
 def mime_with_attachment(payload: bytes) -> bytes:
@@ -157,6 +157,13 @@ async def test_stream_over_clamd_limit_is_unavailable(small_clamd: Clamd, transp
     assert await scanner.ping()
 
 
+async def test_content_over_scan_limits_is_never_clean(small_clamd: Clamd) -> None:
+    # The shipped config sets AlertExceedsMax: without it clamd answers OK unscanned.
+    result = await ClamdScanner(small_clamd.unix_address).scan(b"y" * 200_000)
+    assert not result.clean
+    assert result.signature.startswith("Heuristics.Limits.Exceeded")
+
+
 async def test_closed_port_is_unavailable() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -201,7 +208,7 @@ async def fake_clamd(handler: Handler) -> AsyncIterator[str]:
 async def read_instream(reader: asyncio.StreamReader) -> tuple[bytes, list[int]]:
     """Read one zINSTREAM request as clamd would; returns (command, chunk lengths)."""
     command = await reader.readuntil(b"\0")
-    sizes = []
+    sizes: list[int] = []
     while True:
         (size,) = struct.unpack(">I", await reader.readexactly(4))
         if size == 0:

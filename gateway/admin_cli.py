@@ -1,0 +1,159 @@
+"""`mugai token create|revoke|list`, `mugai audit verify`, `mugai purge` (DESIGN.md §4.1).
+
+Wired into gateway/cli.py with ``add_parsers(sub)``. Exit codes: 0 ok, 1 the check failed
+(audit chain broken, nothing to revoke), 2 usage or configuration errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from gateway.settings import Settings, load_settings
+from gateway.store.repository import Store, database_url
+from gateway.store.tokens import ROLES
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _settings(path: str | None) -> Settings:
+    try:
+        return load_settings(Path(path) if path else None)
+    except FileNotFoundError as exc:
+        raise _UsageError(f"config file not found: {exc.filename}") from exc
+    except (ValidationError, ValueError) as exc:
+        raise _UsageError(f"invalid configuration:\n{exc}") from exc
+
+
+def open_store(settings: Settings) -> Store:
+    settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir)
+    store = Store(url)
+    store.create_schema()
+    return store
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry in some containers
+        return "cli:unknown"
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        token, row = store.create_token(args.name, args.role, _actor())
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    finally:
+        store.close()
+    print(f"created token id={row.id} name={row.name} role={row.role}", file=sys.stderr)
+    print("store it now: it is not shown again", file=sys.stderr)
+    print(token)
+    return EXIT_OK
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        rows = store.revoke_tokens(args.token, _actor())
+    finally:
+        store.close()
+    for row in rows:
+        print(f"revoked token id={row.id} name={row.name} role={row.role}")
+    if not rows:
+        print(f"mugai: no active token {args.token!r}", file=sys.stderr)
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        rows = store.list_tokens()
+    finally:
+        store.close()
+    for row in rows:
+        state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+        print(f"{row.id}\t{row.name}\t{row.role}\t{row.created_at:%Y-%m-%d}\t{state}")
+    return EXIT_OK
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        report = store.verify_audit()
+    finally:
+        store.close()
+    if report.ok:
+        print(f"audit chain intact: {report.checked} entries")
+        return EXIT_OK
+    print(f"audit chain BROKEN ({report.checked} entries checked):")
+    for problem in report.problems:
+        print(f"  {problem}")
+    return EXIT_FAILED
+
+
+def cmd_purge(args: argparse.Namespace) -> int:
+    from gateway.store.retention import purge
+
+    settings = _settings(args.config)
+    store = open_store(settings)
+    try:
+        report = purge(store, settings.retention)
+    finally:
+        store.close()
+    print(json.dumps({"removed": report.removed, "total": report.total}))
+    return EXIT_OK
+
+
+def _guarded(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except _UsageError as exc:
+            print(f"mugai: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+
+    return run
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    def config(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", help="TOML config (embedded defaults when omitted)")
+
+    token = sub.add_parser("token", help="API tokens")
+    tsub = token.add_subparsers(dest="token_command", required=True)
+    p = tsub.add_parser("create", help="create a token (printed alone on the last line)")
+    config(p)
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.add_argument("--name", required=True, help="who holds it (letters, digits, . @ + - _)")
+    p.set_defaults(func=_guarded(cmd_token_create))
+    p = tsub.add_parser("revoke", help="revoke a token by id, or every token of a name")
+    config(p)
+    p.add_argument("token", metavar="ID_OR_NAME")
+    p.set_defaults(func=_guarded(cmd_token_revoke))
+    p = tsub.add_parser("list", help="list tokens (never their values)")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_token_list))
+
+    audit = sub.add_parser("audit", help="audit log")
+    asub = audit.add_subparsers(dest="audit_command", required=True)
+    p = asub.add_parser("verify", help="check the hash chain; exit 1 when broken")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_audit_verify))
+
+    p = sub.add_parser("purge", help="apply retention")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_purge))

@@ -1,0 +1,46 @@
+"""Liveness, readiness (spool, database, clamd, relay) and metrics; no token needed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from gateway.api.deps import gateway
+from gateway.api.metrics import exposition
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(gw: Annotated[Gateway, Depends(gateway)]) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    try:
+        checks["spool"] = await asyncio.to_thread(gw.spool.depth) >= 0
+    except OSError:
+        checks["spool"] = False
+    try:
+        checks["database"] = await asyncio.to_thread(gw.store.status, "-") is None
+    except Exception:  # noqa: BLE001 - readiness reports, never raises
+        checks["database"] = False
+    checks["clamd"] = await gw.scanner.ping()
+    checks["relay"] = await gw.relay.ping()
+    ready = all(checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(request: Request) -> Response:
+    body = await asyncio.to_thread(exposition, request.app.state.metrics)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,158 @@
+"""Request and response bodies of the admin API (DESIGN.md §4.5)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.store.repository import utc
+
+# Ids and cursors are bounded: ASCII letters, digits, '-' and '_' only.
+ID_PATTERN = r"^[0-9A-Za-z_-]{1,64}$"
+MAX_LIMIT = 500
+MAX_REASON = 2000
+MAX_RECIPIENTS = 1000
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Out(BaseModel):
+    """Built from store rows; SQLite returns naive datetimes, which are UTC."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        return utc(value) if isinstance(value, datetime) else value
+
+
+class MessageSummary(_Out):
+    id: str
+    message_id: str
+    status: str
+    mail_from: str
+    rcpt_tos: list[str]
+    subject: str
+    received_at: datetime
+    reasons: list[str]
+
+
+class MessageList(BaseModel):
+    items: list[MessageSummary]
+    next: str | None = Field(None, description="cursor for the next page; null on the last")
+
+
+class MessageDetail(MessageSummary):
+    kind: str
+    header_from: str
+    filename: str
+    updated_at: datetime
+    detail: str
+    tokens: list[str]
+    parts: list[dict[str, Any]]
+    scan: dict[str, Any]
+    timings: dict[str, float]
+    size: int
+    sha256: str
+    attempts: int
+    node: str
+    legal_hold: bool
+    has_original: bool = False
+    has_sanitized: bool = False
+
+
+class ReleaseRequestIn(_In):
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a reason is required")
+        return value.strip()
+
+
+class ApproveIn(_In):
+    # A subset of the original recipients; omitted ⇒ all of them.
+    rcpt_tos: list[str] | None = Field(None, min_length=1, max_length=MAX_RECIPIENTS)
+    reason: str = Field("", max_length=MAX_REASON)
+
+    @field_validator("rcpt_tos")
+    @classmethod
+    def _addresses(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        cleaned = [v.strip() for v in value]
+        if any(not v or len(v) > 512 or any(c in v for c in "\r\n\0") for v in cleaned):
+            raise ValueError("recipients must be non-empty single-line addresses")
+        return cleaned
+
+
+class RejectIn(_In):
+    reason: str = Field("", max_length=MAX_REASON)
+
+
+class LegalHoldIn(_In):
+    hold: bool
+
+
+class ReleaseRequestOut(_Out):
+    id: str
+    message: str
+    status: str
+    reason: str
+    requested_by: str
+    requested_at: datetime
+    decided_by: str
+    decided_at: datetime | None
+    decision_reason: str
+    rcpt_tos: list[str]
+    result: dict[str, Any]
+
+
+class ReleaseRequestList(BaseModel):
+    items: list[ReleaseRequestOut]
+    next: str | None = None
+
+
+class AuditEntry(_Out):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+class AuditList(BaseModel):
+    items: list[AuditEntry]
+    next: str | None = None
+
+
+class TokenIn(_In):
+    name: str = Field(pattern=r"^[\w.@+-]{1,64}$")
+    role: str = Field(pattern=r"^(viewer|operator|approver|auditor|admin)$")
+
+
+class TokenOut(_Out):
+    id: int
+    name: str
+    role: str
+    created_at: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class TokenList(BaseModel):
+    items: list[TokenOut]

@@ -1,0 +1,254 @@
+"""SMTP replies of the contract (DESIGN.md §4.3), against the real listener on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.errors import SpoolError
+from gateway.ingress.smtp import start_smtp
+from gateway.settings import Settings, load_settings
+from gateway.spool import JobMeta, Spool
+
+DOMAIN = "town.example.lg.jp"
+MSG = b"From: a@example.com\r\nTo: u@town.example.lg.jp\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+class BrokenSpool(Spool):
+    """Fault injection only: a spool whose writes fail like a full disk (or a bug)."""
+
+    def __init__(self, root: Path, exc: Exception) -> None:
+        super().__init__(root)
+        self.exc = exc
+
+    def put(self, meta: JobMeta, data: bytes) -> JobMeta:
+        raise self.exc
+
+
+def settings_for(tmp: Path, **smtp: Any) -> Settings:
+    return load_settings(
+        None,
+        smtp={"listen": "127.0.0.1:0", "accepted_domains": [DOMAIN], **smtp},
+        storage={"data_dir": str(tmp)},
+    )
+
+
+@pytest.fixture
+async def listener(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    servers: list[asyncio.base_events.Server] = []
+
+    async def start(spool: Spool | None = None, **smtp: Any) -> tuple[int, Spool]:
+        settings = settings_for(tmp_path, **smtp)
+        spool = spool or Spool(settings.spool_dir)
+        server = await start_smtp(settings, spool, asyncio.Event())
+        servers.append(server)
+        return int(server.sockets[0].getsockname()[1]), spool
+
+    yield start
+    for s in servers:
+        s.close()
+
+
+def client(port: int) -> smtplib.SMTP:
+    c = smtplib.SMTP("127.0.0.1", port, timeout=30)
+    c.ehlo("client.example.com")
+    return c
+
+
+async def test_accepts_after_spooling_with_queue_id(listener: Any) -> None:
+    port, spool = await listener()
+
+    def run() -> tuple[int, bytes]:
+        with client(port) as c:
+            c.mail("a@example.com")
+            assert c.rcpt(f"user@{DOMAIN}")[0] == 250
+            return c.data(MSG)
+
+    code, reply = await asyncio.to_thread(run)
+    assert code == 250
+    text = reply.decode()
+    assert text.startswith("2.0.0 queued as ")
+    job_id = text.rsplit(" ", 1)[1]
+    # The job file is already durable in queue/ when the 250 arrives.
+    path = spool.queue / f"{job_id}.job"
+    assert path.exists()
+    job = spool.claim()
+    assert job is not None and job.id == job_id
+    assert job.read() == MSG
+    assert job.meta.rcpt_tos == (f"user@{DOMAIN}",)
+    assert job.meta.mail_from == "a@example.com"
+
+
+@pytest.mark.parametrize(
+    "rcpt",
+    [
+        "user@other.example",
+        f"user@{DOMAIN}.evil.example",
+        f"user%other.example@{DOMAIN}",
+        f"@{DOMAIN}:user@other.example",
+        f'"user@other.example"@{DOMAIN}',
+        f"user!other.example@{DOMAIN}",
+        "user",
+    ],
+)
+async def test_relaying_is_refused(listener: Any, rcpt: str) -> None:
+    port, _ = await listener()
+
+    def run() -> tuple[int, bytes]:
+        with client(port) as c:
+            c.mail("a@example.com")
+            return c.rcpt(rcpt)
+
+    code, reply = await asyncio.to_thread(run)
+    if rcpt.startswith("@"):
+        # aiosmtpd refuses source-route syntax itself as a malformed address.
+        assert code == 553, (code, reply)
+    else:
+        assert code == 550 and reply.startswith(b"5.7.1"), (code, reply)
+
+
+async def test_domain_match_is_case_insensitive(listener: Any) -> None:
+    port, _ = await listener()
+
+    def run() -> int:
+        with client(port) as c:
+            c.mail("a@example.com")
+            return c.rcpt("User@TOWN.Example.LG.JP")[0]
+
+    assert await asyncio.to_thread(run) == 250
+
+
+async def test_size_limits(listener: Any) -> None:
+    port, spool = await listener(max_message_bytes=2000)
+
+    def declared() -> tuple[int, bytes]:
+        with client(port) as c:
+            return c.mail("a@example.com", ["SIZE=5000"])
+
+    code, reply = await asyncio.to_thread(declared)
+    assert code == 552 and reply.startswith(b"5.3.4")
+
+    def undeclared() -> tuple[int, bytes]:
+        with client(port) as c:
+            c.mail("a@example.com")
+            c.rcpt(f"user@{DOMAIN}")
+            return c.data(MSG + b"x" * 5000 + b"\r\n")
+
+    code, reply = await asyncio.to_thread(undeclared)
+    assert code == 552 and reply.startswith(b"5.3.4")
+    assert spool.depth() == 0
+
+
+async def test_recipient_cap(listener: Any) -> None:
+    port, _ = await listener(max_recipients=2)
+
+    def run() -> list[int]:
+        with client(port) as c:
+            c.mail("a@example.com")
+            return [c.rcpt(f"u{i}@{DOMAIN}")[0] for i in range(3)]
+
+    assert await asyncio.to_thread(run) == [250, 250, 452]
+
+
+@pytest.mark.parametrize("exc", [SpoolError("disk full"), RuntimeError("bug")])
+async def test_spool_trouble_is_a_tempfail_never_500(
+    listener: Any, tmp_path: Path, exc: Exception
+) -> None:
+    port, _ = await listener(spool=BrokenSpool(tmp_path / "spool", exc))
+
+    def run() -> tuple[int, bytes]:
+        with client(port) as c:
+            c.mail("a@example.com")
+            c.rcpt(f"user@{DOMAIN}")
+            return c.data(MSG)
+
+    code, reply = await asyncio.to_thread(run)
+    assert code == 451 and reply.startswith(b"4.3.0"), (code, reply)
+
+
+async def test_backlog_bound_answers_451(listener: Any) -> None:
+    port, spool = await listener(max_backlog=1)
+
+    def run() -> list[int]:
+        codes = []
+        for _ in range(2):
+            with client(port) as c:
+                c.mail("a@example.com")
+                c.rcpt(f"user@{DOMAIN}")
+                codes.append(c.data(MSG)[0])
+        return codes
+
+    assert await asyncio.to_thread(run) == [250, 451]
+    assert spool.depth() == 1
+
+
+async def test_long_lines_are_accepted(listener: Any) -> None:
+    port, spool = await listener()
+    body = b"A" * 20_000
+    data = MSG + body + b"\r\n"
+
+    def run() -> int:
+        with client(port) as c:
+            c.mail("a@example.com")
+            c.rcpt(f"user@{DOMAIN}")
+            return c.data(data)[0]
+
+    assert await asyncio.to_thread(run) == 250
+    job = spool.claim()
+    assert job is not None and body in job.read()
+
+
+def _raw_session(port: int, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(payload)
+        received = b""
+        while b"\r\n221" not in received:  # read until the reply to QUIT
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize("ending", [b"\n.\n", b"\r\n.\n", b"\n.\r\n", b"\r.\r\n", b"\r\n.\r"])
+async def test_smtp_smuggling_does_not_split_a_message(listener: Any, ending: bytes) -> None:
+    port, spool = await listener()
+    smuggled = (
+        b"MAIL FROM:<admin@" + DOMAIN.encode() + b">\r\nRCPT TO:<victim@" + DOMAIN.encode()
+        + b">\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
+    )
+    payload = (
+        b"EHLO client.example.com\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<u@"
+        + DOMAIN.encode() + b">\r\nDATA\r\nSubject: outer\r\n\r\nfirst" + ending + smuggled
+        + b".\r\nQUIT\r\n"
+    )
+    replies = await asyncio.to_thread(_raw_session, port, payload)
+    assert replies.count(b"250 2.0.0 queued as") == 1, replies
+    job = spool.claim()
+    assert job is not None
+    assert b"smuggled" in job.read()  # stayed inside the one message
+    assert job.meta.rcpt_tos == (f"u@{DOMAIN}",)
+    assert spool.claim() is None
+
+
+async def test_too_many_connections_get_421(listener: Any) -> None:
+    port, _ = await listener(max_connections=2)
+
+    def run() -> bytes:
+        socks = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(2)]
+        try:
+            for s in socks:
+                assert s.recv(1024).startswith(b"220")
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as third:
+                return third.recv(1024)
+        finally:
+            for s in socks:
+                s.close()
+
+    assert (await asyncio.to_thread(run)).startswith(b"421 4.7.0")
