@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from gateway.ingress.smtp import start_smtp
+from gateway.ingress.watch import FolderWatcher
 from gateway.pipeline import Pipeline
 from gateway.relay import MaildirRelay, Relay, SmtpRelay
 from gateway.sanitize.base import OfficeConverter
@@ -67,6 +68,8 @@ class Gateway:
         self.worker = Worker(settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup)
         self.smtp_server: asyncio.base_events.Server | None = None
         self._worker_task: asyncio.Task[None] | None = None
+        self.watcher: FolderWatcher | None = None
+        self._watch_task: asyncio.Task[None] | None = None
 
     @property
     def smtp_address(self) -> tuple[str, int]:
@@ -88,8 +91,17 @@ class Gateway:
         self._worker_task = asyncio.create_task(
             self.worker.run(self.settings.delivery.workers), name="workers"
         )
+        if self.settings.watch.inbox is not None:
+            self.watcher = FolderWatcher(self.settings.watch, self.spool, self.wakeup)
+            self._watch_task = asyncio.create_task(self.watcher.run(), name="watch")
 
     async def stop(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watch_task
         if self.smtp_server is not None:
             self.smtp_server.close()
             with contextlib.suppress(Exception):

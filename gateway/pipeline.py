@@ -61,6 +61,17 @@ Outcome = Deliver | Quarantine
 
 
 @dataclass(frozen=True)
+class FileResult:
+    """A file job's result: rebuilt files (empty when withheld) and what happened."""
+
+    files: tuple[CleanFile, ...]
+    part: PartReport | None
+    reason: str = ""  # why nothing came out (withheld)
+    scan: ScanResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class SanitizedMessage:
     data: bytes
     report: MessageReport
@@ -233,3 +244,22 @@ class Pipeline:
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         report = replace(result.report, scan=scan, timings=timings)
         return Deliver(result.data, report)
+
+    async def process_file(self, meta: JobMeta, raw: bytes) -> FileResult:
+        """The file gateway: scan, then the same sanitizers as mail attachments."""
+        started = time.monotonic()
+        scan = await self.scanner.scan(raw)
+        scanned = time.monotonic()
+        if not scan.clean:
+            return FileResult((), None, "virus_found", scan)
+        limits = self.settings.sanitize
+        ctx = Context(limits=limits, pages=PageBudget(limits.max_pages_per_message), office=self.office)
+        report, files = await asyncio.to_thread(
+            sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
+        )
+        timings = {
+            "scan": round(scanned - started, 4),
+            "sanitize": round(time.monotonic() - scanned, 4),
+        }
+        reason = "" if files else (report.reasons[0] if report.reasons else "removed")
+        return FileResult(tuple(files), report, reason, scan, timings)

@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -171,6 +179,20 @@ class WatchSettings(_Section):
     outbox: Path | None = None
     failed: Path | None = None
     interval: Duration = 2.0
+
+    @model_validator(mode="after")
+    def _separate(self) -> WatchSettings:
+        if self.inbox is None and self.outbox is None:
+            return self
+        if self.inbox is None or self.outbox is None:
+            raise ValueError("watch needs both inbox and outbox")
+        folders = [p.resolve() for p in (self.inbox, self.outbox, self.failed) if p is not None]
+        for i, a in enumerate(folders):
+            for b in folders[i + 1 :]:
+                # Overlap would feed results back in, or put originals on the LGWAN side.
+                if a == b or a.is_relative_to(b) or b.is_relative_to(a):
+                    raise ValueError(f"watch folders must not overlap: {a} and {b}")
+        return self
 
 
 class Settings(BaseSettings):

@@ -8,20 +8,43 @@ with reason ``internal_error``; nothing is ever dropped.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import time
+import zipfile
 from dataclasses import replace
 
 from gateway.errors import Permanent, RelayRejected, RelayTemporary, SpoolError, Transient
+from gateway.ingress.watch import deliver_watch_result
 from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
+from gateway.model import CleanFile
 from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
 from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store
+from gateway.store.repository import _jsonable as jsonable
 
 log = logging.getLogger(__name__)
+
+
+def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
+    """One file as is; several (an unpacked archive) as a zip with unique UTF-8 names."""
+    if len(files) == 1:
+        return files[0].data
+    buf = io.BytesIO()
+    used: set[str] = set()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in files:
+            name, n = f.filename, 1
+            while name in used:
+                n += 1
+                stem, dot, ext = f.filename.rpartition(".")
+                name = f"{stem}-{n}.{ext}" if dot else f"{f.filename}-{n}"
+            used.add(name)
+            zf.writestr(name, f.data)
+    return buf.getvalue()
 
 
 class Worker:
@@ -88,6 +111,9 @@ class Worker:
                 log.info("job=%s already %s; spool copy removed", jid, status)
                 await asyncio.to_thread(self.spool.done, job)
                 return
+            if job.meta.kind == "file":
+                await self._handle_file(job, raw)
+                return
             outcome = await self.pipeline.process(job.meta, raw)
             if isinstance(outcome, Quarantine):
                 await self._quarantine(job, outcome.reason, outcome.detail, outcome.report)
@@ -108,6 +134,46 @@ class Worker:
                 await asyncio.to_thread(self.spool.defer, job, time.time() + 60)
         finally:
             self.processed += 1
+
+    async def _handle_file(self, job: Job, raw: bytes) -> None:
+        result = await self.pipeline.process_file(job.meta, raw)
+        parts = (result.part,) if result.part is not None else ()
+        status = "done" if result.files else "withheld"
+        reasons = [result.reason] if result.reason else []
+        blob = bundle_files(result.files) if result.files else None
+        await asyncio.to_thread(
+            self.store.record_report,
+            job.id,
+            parts=parts,
+            tokens=("CONV_ATTACH",) if result.files else ("DEL_ATTACH",),
+            subject="",
+            message_id="",
+            header_from="",
+            scan=result.scan,
+            timings=result.timings,
+        )
+        await asyncio.to_thread(
+            self.store.mark_file_result,
+            job.id,
+            status=status,
+            reasons=reasons,
+            sanitized=blob,
+            attempts=job.meta.attempts + 1,
+        )
+        if job.meta.extra.get("source") == "watch" and self.settings.watch.outbox is not None:
+            report = {
+                "id": job.id,
+                "file": job.meta.extra.get("relpath", job.meta.filename),
+                "status": status,
+                "reasons": reasons,
+                "outputs": [f.filename for f in result.files],
+                "part": jsonable(result.part) if result.part else None,
+            }
+            await asyncio.to_thread(
+                deliver_watch_result, self.settings.watch, job.meta, raw, result.files, report
+            )
+        await asyncio.to_thread(self.spool.done, job)
+        log.info("job=%s file %s outputs=%d", job.id, status, len(result.files))
 
     async def _record_report(self, job: Job, report: MessageReport) -> None:
         await asyncio.to_thread(

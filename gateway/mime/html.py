@@ -28,9 +28,6 @@ _MAX_LINK_TEXT: Final = 1000  # link text kept for the link-text-vs-href compari
 _MAX_ALT: Final = 200
 _MAX_INDENT: Final = 6  # list/quote nesting shown; deeper levels share the last indent
 
-# --------------------------------------------------------------------------------------------
-# Defanging
-
 
 @dataclass(frozen=True)
 class HtmlText:
@@ -38,6 +35,9 @@ class HtmlText:
     links_disarmed: int  # how many URLs were shown defanged (or removed, for payload schemes)
     dropped: frozenset[str]  # kinds of content removed: "script", "remote_image", "hidden", ...
 
+
+# --------------------------------------------------------------------------------------------
+# Defanging
 
 # Schemes shown with an altered name so that no linkifier recognises them.
 _RENAMED: Final = {"http": "hxxp", "https": "hxxps", "ftp": "fxp", "ftps": "fxps", "sftp": "sfxp"}

@@ -261,8 +261,10 @@ class _Worker:
         with self._lock:
             if self._pool.closed:
                 raise ConverterBusy("office pool closed")
-            if not self.alive():
-                self.restart("not running")
+            if self.proc is None:
+                self.start()
+            elif not self.alive():
+                self.restart("soffice exited")
             try:
                 self._wait_ready()
             except ConversionFailed:

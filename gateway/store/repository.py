@@ -37,7 +37,7 @@ from gateway.store.tokens import Principal
 
 __all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
 
-FINAL_STATUSES = frozenset({"delivered", "quarantined", "released", "deleted"})
+FINAL_STATUSES = frozenset({"delivered", "quarantined", "released", "deleted", "done", "withheld"})
 STATUSES = ("processing", "deferred", "delivered", "quarantined", "released", "deleted")
 
 
@@ -204,6 +204,27 @@ class Store:
         self._update(
             mugai_id, status="deferred", reasons=[reason], detail=detail[:2000], attempts=attempts
         )
+
+    def mark_file_result(
+        self,
+        mugai_id: str,
+        *,
+        status: str,
+        reasons: list[str],
+        sanitized: bytes | None,
+        attempts: int,
+    ) -> None:
+        """A file job's end: ``done`` with the rebuilt file (or zip), or ``withheld``."""
+        with self.db.write() as s:
+            row = s.get(MessageRow, mugai_id)
+            if row is None:
+                raise KeyError(mugai_id)
+            row.status = status
+            row.reasons = list(reasons)
+            row.attempts = attempts
+            row.updated_at = now()
+            if sanitized is not None:
+                self._put_blob(s, mugai_id, "sanitized", sanitized)
 
     # -- reads ------------------------------------------------------------------------
     def get(self, mugai_id: str) -> MessageRow | None:
