@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import aiosmtplib
@@ -29,17 +29,25 @@ async def send_timed(port: int, data: bytes) -> float:
     return time.monotonic() - t0
 
 
-async def blast(port: int, mails: Sequence[bytes], concurrency: int) -> Blast:
-    """Send every mail once, ``concurrency`` transactions at a time."""
+async def blast(
+    port: int, mails: Sequence[bytes] | Callable[[int], bytes], concurrency: int, count: int = 0
+) -> Blast:
+    """Send every mail once, ``concurrency`` transactions at a time.
+
+    ``mails`` may be a function of the index (with ``count``), so a burst of large mails is
+    built one at a time instead of all up front.
+    """
     result = Blast()
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for mail in mails:
-        queue.put_nowait(mail)
+    make = mails if callable(mails) else mails.__getitem__
+    total = count if callable(mails) else len(mails)
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for index in range(total):
+        queue.put_nowait(index)
 
     async def worker() -> None:
         while True:
             try:
-                mail = queue.get_nowait()
+                mail = make(queue.get_nowait())
             except asyncio.QueueEmpty:
                 return
             try:

@@ -35,14 +35,18 @@ def ja_text(lines: int, seed: int = 0) -> str:
 def text_mail(index: int, lines: int = 20) -> bytes:
     """A plain Japanese mail, ISO-2022-JP body and RFC 2047 ISO-2022-JP subject."""
     msg = MIMEText(ja_text(lines, index), "plain", "iso-2022-jp")
-    msg["Subject"] = Header(f"会議資料の送付について（第{index}号）", "iso-2022-jp")
+    msg["Subject"] = Header(
+        f"会議資料の送付について（第{index}号）", "iso-2022-jp", header_name="Subject"
+    ).encode()
     _envelope_headers(msg)
     return msg.as_bytes()
 
 
 def attachment_mail(index: int, data: bytes, filename: str, subtype: str) -> bytes:
     msg = MIMEMultipart()
-    msg["Subject"] = Header(f"資料送付（第{index}号）", "iso-2022-jp")
+    msg["Subject"] = Header(
+        f"資料送付（第{index}号）", "iso-2022-jp", header_name="Subject"
+    ).encode()
     _envelope_headers(msg)
     msg.attach(MIMEText(ja_text(5, index), "plain", "iso-2022-jp"))
     part = MIMEApplication(data, subtype)
@@ -131,8 +135,7 @@ _W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
 def docx_ja(paragraphs: int = 12) -> bytes:
     """A one-page Word document with Japanese paragraphs, zipped by hand."""
     body = "".join(
-        f"<w:p><w:r><w:t>{line}</w:t></w:r></w:p>"
-        for line in ja_text(paragraphs, 7).splitlines()
+        f"<w:p><w:r><w:t>{line}</w:t></w:r></w:p>" for line in ja_text(paragraphs, 7).splitlines()
     )
     document = (
         '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
@@ -150,16 +153,20 @@ def docx_ja(paragraphs: int = 12) -> bytes:
 
 
 def noise_jpeg(target_bytes: int, seed: int = 3) -> bytes:
-    """A JPEG of about ``target_bytes`` (noise does not compress; quality 90 ≈ 0.75 B/pixel)."""
+    """A JPEG of about ``target_bytes``: noise at quality 100, 4:4:4 (≈ 3 bytes per pixel).
+
+    As many bytes per pixel as JPEG gives, so a large attachment costs transfer, scanning and
+    parsing more than decoding; the burst then stresses the mail path, not the image codec.
+    """
     from PIL import Image
 
     rnd = random.Random(seed)
-    side = max(64, int((target_bytes / 0.75 / 3) ** 0.5 * 1.0))
+    side = max(64, int((target_bytes / 3) ** 0.5))
     for _ in range(6):  # converge on the size in a few steps
         raw = rnd.randbytes(side * side * 3)
         image = Image.frombytes("RGB", (side, side), raw)
         buf = io.BytesIO()
-        image.save(buf, format="JPEG", quality=90)
+        image.save(buf, format="JPEG", quality=100, subsampling=0)
         size = buf.tell()
         if abs(size - target_bytes) < target_bytes * 0.05:
             break

@@ -137,9 +137,7 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> None:
 _LISTENING = re.compile(r"SMTP listening on ([\d.]+):(\d+)")
 
 
-async def start_gateway(
-    work: Path, relay: str, clamd: str, **sections: dict[str, Any]
-) -> Proc:
+async def start_gateway(work: Path, relay: str, clamd: str, **sections: dict[str, Any]) -> Proc:
     """`python -m gateway.cli serve --config FILE`; waits for its "SMTP listening" log line."""
     work.mkdir(parents=True, exist_ok=True)
     config: dict[str, dict[str, Any]] = {

@@ -65,7 +65,9 @@ class Gateway:
         self.office = office
         self.wakeup = asyncio.Event()
         self.pipeline = Pipeline(settings, self.scanner, office)
-        self.worker = Worker(settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup)
+        self.worker = Worker(
+            settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup
+        )
         self.smtp_server: asyncio.base_events.Server | None = None
         self._worker_task: asyncio.Task[None] | None = None
         self.watcher: FolderWatcher | None = None

@@ -81,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--config")
     p.set_defaults(func=cmd_sanitize)
+
+    from gateway.admin_cli import add_parsers as add_admin_parsers
+    from gateway.loadtest.command import add_parser as add_replay_parser
+
+    add_replay_parser(sub)
+    add_admin_parsers(sub)
     return parser
 
 

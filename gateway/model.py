@@ -14,7 +14,7 @@ class Envelope:
     helo: str = ""
 
 
-class Action(str, enum.Enum):
+class Action(enum.StrEnum):
     KEPT = "kept"  # text re-encoded, content unchanged
     CONVERTED = "converted"  # rebuilt into another format (PDF pages, PNG, ...)
     REMOVED = "removed"  # not delivered; see reasons

@@ -253,7 +253,9 @@ class Pipeline:
         if not scan.clean:
             return FileResult((), None, "virus_found", scan)
         limits = self.settings.sanitize
-        ctx = Context(limits=limits, pages=PageBudget(limits.max_pages_per_message), office=self.office)
+        ctx = Context(
+            limits=limits, pages=PageBudget(limits.max_pages_per_message), office=self.office
+        )
         report, files = await asyncio.to_thread(
             sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
         )

@@ -31,7 +31,9 @@ class DeliveryResult:
 
 
 class Relay(Protocol):
-    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult: ...
+    async def send(
+        self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes
+    ) -> DeliveryResult: ...
 
     async def ping(self) -> bool: ...
 

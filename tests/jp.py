@@ -60,6 +60,4 @@ def encoded_words(text: str, split: int | None = None) -> str:
     """RFC 2047 B-encoded ISO-2022-JP; `split` cuts the byte string (even mid-character)."""
     raw = cp50220(text)
     pieces = [raw] if split is None else [raw[:split], raw[split:]]
-    return " ".join(
-        "=?ISO-2022-JP?B?" + base64.b64encode(p).decode("ascii") + "?=" for p in pieces
-    )
+    return " ".join("=?ISO-2022-JP?B?" + base64.b64encode(p).decode("ascii") + "?=" for p in pieces)

@@ -40,7 +40,9 @@ def meta() -> JobMeta:
                    helo="mx.example.com", peer="192.0.2.1")  # fmt: skip
 
 
-def run(raw: bytes, settings: Settings, office: OfficePool | None = None) -> email.message.EmailMessage:
+def run(
+    raw: bytes, settings: Settings, office: OfficePool | None = None
+) -> email.message.EmailMessage:
     out = sanitize_message(raw, meta(), settings, office)
     return check_delivered(out.data)
 
@@ -63,7 +65,8 @@ def test_header_injection_through_decoded_words_is_neutralised(settings: Setting
 
     evil = base64.b64encode(b"hi\r\nBcc: victim@example.com").decode()
     raw = (
-        f"From: a@example.com\r\nTo: u@town.example.lg.jp\r\nSubject: =?utf-8?B?{evil}?=\r\n\r\nx\r\n"
+        "From: a@example.com\r\nTo: u@town.example.lg.jp\r\n"
+        f"Subject: =?utf-8?B?{evil}?=\r\n\r\nx\r\n"
     ).encode()
     out = sanitize_message(raw, meta(), settings, None).data
     assert b"\r\nBcc:" not in out
@@ -71,8 +74,14 @@ def test_header_injection_through_decoded_words_is_neutralised(settings: Setting
 
 
 def test_forwarded_message_is_quoted(settings: Settings) -> None:
-    inner = b"From: b@example.com\r\nSubject: " + encoded_words("内側①").encode() + (
-        b"\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + cp50220("転送本文㈱") + b"\r\n"
+    inner = (
+        b"From: b@example.com\r\nSubject: "
+        + encoded_words("内側①").encode()
+        + (
+            b"\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+            + cp50220("転送本文㈱")
+            + b"\r\n"
+        )
     )
     raw = (
         b"From: a@example.com\r\nTo: u@town.example.lg.jp\r\nSubject: fwd\r\n"
@@ -88,9 +97,14 @@ def test_forwarded_message_is_quoted(settings: Settings) -> None:
 def test_endless_nesting_is_quarantined_not_crashing(settings: Settings) -> None:
     depth = 2000
     head = b"".join(
-        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i) for i in range(depth)
+        b"Content-Type: multipart/mixed; boundary=b%d\r\n\r\n--b%d\r\n" % (i, i)
+        for i in range(depth)
     )
-    raw = b"From: a@example.com\r\nMIME-Version: 1.0\r\n" + head + b"Content-Type: text/plain\r\n\r\nx\r\n"
+    raw = (
+        b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+        + head
+        + b"Content-Type: text/plain\r\n\r\nx\r\n"
+    )
     with pytest.raises((TooDeep, TooManyParts, Unparseable)):
         sanitize_message(raw, meta(), settings, None)
 
@@ -98,8 +112,9 @@ def test_endless_nesting_is_quarantined_not_crashing(settings: Settings) -> None
 def test_too_many_parts_is_quarantined(settings: Settings) -> None:
     parts = b"".join(b"--B\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(300))
     raw = (
-        b"From: a@example.com\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n"
-        + parts + b"--B--\r\n"
+        b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + parts
+        + b"--B--\r\n"
     )
     with pytest.raises(TooManyParts):
         sanitize_message(raw, meta(), settings, None)
@@ -139,8 +154,9 @@ def test_garbage_never_crashes(raw: bytes, settings: Settings) -> None:
 
 def _corpus_mails(root: Path) -> list[Path]:
     return sorted(
-        p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in MAIL_SUFFIXES
-        and p.name != "MANIFEST.md"
+        p
+        for p in root.rglob("*")
+        if p.is_file() and p.suffix.lower() in MAIL_SUFFIXES and p.name != "MANIFEST.md"
     )
 
 
@@ -195,5 +211,16 @@ def test_display_name_with_comma_stays_one_address(settings: Settings) -> None:
     [sender] = msg["From"].addresses
     assert sender.display_name == "山田, 太郎" and sender.addr_spec == "yamada@example.co.jp"
     assert [a.addr_spec for a in msg["To"].addresses] == [
-        "u@town.example.lg.jp", "suzuki@town.example.lg.jp"
+        "u@town.example.lg.jp",
+        "suzuki@town.example.lg.jp",
     ]
+
+
+def test_mail_loop_is_quarantined(settings: Settings) -> None:
+    from gateway.errors import MailLoop
+
+    hop = b"Received: from x ([192.0.2.1]) by mugai.example.lg.jp (mugai) with ESMTP id 1; date\r\n"
+    raw = hop * 3 + b"From: a@example.com\r\nSubject: loop\r\n\r\nbody\r\n"
+    with pytest.raises(MailLoop):
+        sanitize_message(raw, meta(), settings, None)
+    run(hop * 2 + b"From: a@example.com\r\nSubject: ok\r\n\r\nbody\r\n", settings)

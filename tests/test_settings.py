@@ -42,7 +42,7 @@ def test_invalid_values_are_refused(tmp_path: Path) -> None:
     cfg.write_text('[delivery]\nretry_schedule = ["soon"]\n')
     with pytest.raises(ValidationError):
         load_settings(cfg)
-    cfg.write_text('[smtp]\nunknown_key = 1\n')
+    cfg.write_text("[smtp]\nunknown_key = 1\n")
     with pytest.raises(ValidationError):
         load_settings(cfg)
 

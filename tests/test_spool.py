@@ -10,8 +10,13 @@ from gateway.spool import JobMeta, Spool, new_id
 
 
 def meta(**kw: object) -> JobMeta:
-    return JobMeta(id=new_id(), kind="mail", mail_from="a@example.com",
-                   rcpt_tos=("u@town.example.lg.jp",), **kw)  # type: ignore[arg-type]
+    return JobMeta(
+        id=new_id(),
+        kind="mail",
+        mail_from="a@example.com",
+        rcpt_tos=("u@town.example.lg.jp",),
+        **kw,
+    )  # type: ignore[arg-type]
 
 
 def test_put_claim_done_roundtrip(tmp_path: Path) -> None:

@@ -11,17 +11,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any, Protocol
 
 from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.relay import Relay
+from gateway.settings import Settings
+from gateway.spool import Spool
 from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
+from gateway.store.repository import Store
 from gateway.store.tokens import Principal
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,31 @@ async def auth_middleware(
     return await call_next(request)
 
 
-def gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
+class Pingable(Protocol):
+    async def ping(self) -> bool: ...
+
+
+class GatewayPorts(Protocol):
+    """What the API uses of ``gateway.app.Gateway`` (tests pass a small object with these)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def relay(self) -> Relay: ...
+    @property
+    def spool(self) -> Spool: ...
+    @property
+    def scanner(self) -> Pingable: ...
+
+
+def gateway(request: Request) -> GatewayPorts:
+    gw: GatewayPorts = request.app.state.gateway
     return gw
+
+
+GatewayDep = Annotated[GatewayPorts, Depends(gateway)]
 
 
 def require(permission: str) -> Callable[..., Any]:

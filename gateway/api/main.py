@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
-from gateway.api.deps import auth_middleware
+from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, health, messages, releases, tokens
 
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 def create_app(gateway: Gateway) -> FastAPI:
     app = FastAPI(title="mugai admin API", version="1")
-    app.state.gateway = gateway
+    ports: GatewayPorts = gateway  # mypy checks that Gateway offers what the API uses
+    app.state.gateway = ports
     app.state.metrics = make_registry(gateway)
     app.middleware("http")(auth_middleware)
     for module in (health, messages, releases, audit, tokens):

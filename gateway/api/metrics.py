@@ -5,20 +5,17 @@ prometheus_client's default registry (e.g. worker counters and latencies)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gateway.api.deps import GatewayPorts
 from gateway.store.repository import STATUSES
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 
 class StoreCollector(Collector):
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: GatewayPorts) -> None:
         self.gateway = gateway
 
     def collect(self) -> Iterator[Metric]:
@@ -46,7 +43,7 @@ class StoreCollector(Collector):
         yield spool
 
 
-def make_registry(gateway: Gateway) -> CollectorRegistry:
+def make_registry(gateway: GatewayPorts) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StoreCollector(gateway))
     return registry

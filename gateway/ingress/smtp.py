@@ -81,7 +81,12 @@ class IntakeHandler:
         self._depth_at = 0.0
 
     async def handle_MAIL(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, mail_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
     ) -> str:
         for option in mail_options:
             key, _, value = option.partition("=")
@@ -96,7 +101,12 @@ class IntakeHandler:
         return "250 2.1.0 OK"
 
     async def handle_RCPT(
-        self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
     ) -> str:
         match = _ADDRESS.match(address)
         if not match or match.group(1).lower().rstrip(".") not in self.domains:
@@ -121,7 +131,9 @@ class IntakeHandler:
             if not envelope.rcpt_tos:
                 return "503 5.5.1 No valid recipients"
             if self._backlog() >= self.settings.smtp.max_backlog:
-                log.warning("job=%s refused: backlog over %s", job_id, self.settings.smtp.max_backlog)
+                log.warning(
+                    "job=%s refused: backlog over %s", job_id, self.settings.smtp.max_backlog
+                )
                 return "451 4.3.0 Backlog too large, try again later"
             data = envelope.original_content or b""
             if len(data) > self.settings.smtp.max_message_bytes:

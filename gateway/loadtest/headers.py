@@ -12,9 +12,11 @@ from email.utils import getaddresses
 # Only the head is ever inspected; a message whose head is longer is treated as all head.
 MAX_HEAD_BYTES = 256 * 1024
 MAX_RECIPIENTS = 100
+MAX_ADDRESS_FIELD = 16 * 1024
 
 FIELD_RE = re.compile(rb"^([!-9;-~]+)[ \t]*:")
 _ADDR = re.compile(r"^[!-~]+@[!-~]+$")
+_BARE_ADDR = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9.-]+")
 _MSGID = re.compile(r"<([^<>\s]+)>")
 
 
@@ -100,9 +102,19 @@ def with_message_id(data: bytes, new_id: str) -> bytes:
     return b"".join(out) + rest
 
 
+def _parse_addresses(values: list[str]) -> list[str]:
+    bounded = [v[:MAX_ADDRESS_FIELD] for v in values]
+    try:
+        return [addr for _name, addr in getaddresses(bounded)]
+    except (RecursionError, ValueError, IndexError):
+        # The stdlib parser recurses per group; hostile fields (corpus: mimekit
+        # stack-overflow.txt) exhaust it. A plain scan is good enough for an envelope.
+        return _BARE_ADDR.findall(" ".join(bounded))
+
+
 def _addresses(values: list[str]) -> list[str]:
     found: list[str] = []
-    for _name, addr in getaddresses(values):
+    for addr in _parse_addresses(values):
         addr = addr.strip()
         # SMTP envelopes here are ASCII; anything else would be refused client-side anyway.
         if _ADDR.match(addr) and addr.isascii() and addr not in found:

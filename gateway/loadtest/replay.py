@@ -34,6 +34,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_SENDER = "mugai-replay@localhost"
 ID_DOMAIN = "replay.mugai.invalid"
+_BATCH_ITEMS = 32
+_BATCH_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -139,27 +141,33 @@ class _Run:
         log.debug("skipped %s: %s", skip.origin, skip.reason)
         self.progress.update(self.stats)
 
+    def _prepare(self, item: Item, seq: int) -> Outgoing | Skip:
+        if isinstance(item, Skip):
+            return item
+        try:
+            return prepare(item, self.cfg, self.run_id, seq)
+        except Exception:  # header parsing of hostile input: skip it, never stop the run
+            log.warning("cannot prepare %s", item.origin, exc_info=True)
+            return Skip(item.origin, "unparseable")
+
     async def produce(self, items: Callable[[], Iterator[Item]]) -> None:
         seq = 0
         first_pass = True
         while True:
             queued = 0
             it = items()
-            while True:
-                # Reading files happens in a thread: the senders keep their timing.
-                item = await asyncio.to_thread(next, it, None)
-                if item is None:
-                    break
-                out = item if isinstance(item, Skip) else prepare(item, self.cfg, self.run_id, seq)
-                if isinstance(out, Skip):
-                    if first_pass:  # in loop mode, count each bad input once
-                        self._skip(out)
-                    continue
-                await self.queue.put(out)
-                seq += 1
-                queued += 1
-                if self.cfg.limit is not None and seq >= self.cfg.limit:
-                    return
+            while batch := await asyncio.to_thread(_read_batch, it):
+                for item in batch:
+                    out = self._prepare(item, seq)
+                    if isinstance(out, Skip):
+                        if first_pass:  # in loop mode, count each bad input once
+                            self._skip(out)
+                        continue
+                    await self.queue.put(out)
+                    seq += 1
+                    queued += 1
+                    if self.cfg.limit is not None and seq >= self.cfg.limit:
+                        return
             first_pass = False
             if not self.cfg.loop or queued == 0:
                 return
@@ -287,6 +295,19 @@ async def replay(
         await watch.wait(run.expected, wait)
         stats.relay = watch.result(run.expected, stats.started)
     return stats
+
+
+def _read_batch(it: Iterator[Item]) -> list[Item]:
+    """A few items per thread hop (files are read off the event loop, so senders keep their
+    timing); bounded in count and bytes."""
+    batch: list[Item] = []
+    size = 0
+    for item in it:
+        batch.append(item)
+        size += len(item.data) if isinstance(item, Message) else 0
+        if len(batch) >= _BATCH_ITEMS or size >= _BATCH_BYTES:
+            break
+    return batch
 
 
 def _loop_time(deadline: float | None) -> float | None:

@@ -45,7 +45,7 @@ class Message:
 @dataclass(frozen=True)
 class Skip:
     origin: str
-    reason: str  # unreadable | empty | too_large | not_mail | no_recipients
+    reason: str  # unreadable | empty | too_large | not_mail | no_recipients | unparseable
 
 
 Item = Message | Skip

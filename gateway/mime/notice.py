@@ -86,7 +86,9 @@ def _line(level: int, report: PartReport, lang: str) -> str:
     reasons = ""
     if report.reasons:
         if lang == "ja":
-            reasons = " ［" + "、".join(REASONS_JA.get(r, r) + f" {r}" for r in report.reasons) + "］"
+            reasons = (
+                " ［" + "、".join(REASONS_JA.get(r, r) + f" {r}" for r in report.reasons) + "］"
+            )
         else:
             reasons = " [" + ", ".join(report.reasons) + "]"
     return f"{indent}- {name} ({report.detected_type or report.declared_type}): {what}{reasons}"
@@ -115,9 +117,7 @@ def render_notice(
         ja.extend(_line(level, r, "ja") for level, r in flat)
     else:
         ja.append("・添付ファイルはありませんでした。")
-    ja.append(
-        f"原本が必要な場合は、{contact} に次の番号をお知らせください: X-Mugai-Id: {mugai_id}"
-    )
+    ja.append(f"原本が必要な場合は、{contact} に次の番号をお知らせください: X-Mugai-Id: {mugai_id}")
     en: list[str] = ["[Sanitization notice]"]
     en.append("This message came from the Internet; its content was rebuilt for safety.")
     if html_converted:

@@ -225,9 +225,7 @@ def parse_message(
 
         data = _payload_bytes(part)
         if ctype in _SIGNATURE_TYPES:
-            result.dropped.append(
-                Dropped(index, filename, ctype, "signature_removed", len(data))
-            )
+            result.dropped.append(Dropped(index, filename, ctype, "signature_removed", len(data)))
             continue
         is_text = ctype in ("text/plain", "text/html") or (
             ctype.startswith("message/") and ctype != "message/rfc822"

@@ -109,7 +109,9 @@ def received_line(*, helo: str, peer: str, hostname: str, mugai_id: str, rcpt: s
     peer = re.sub(r"[^0-9A-Fa-f.:]", "", peer)[:64] or "unknown"
     for_part = f" for <{rcpt}>" if rcpt and "\n" not in rcpt else ""
     stamp = email.utils.formatdate(time.time(), localtime=True)
-    return f"from {helo} ([{peer}]) by {hostname} (mugai) with ESMTP id {mugai_id}{for_part}; {stamp}"
+    return (
+        f"from {helo} ([{peer}]) by {hostname} (mugai) with ESMTP id {mugai_id}{for_part}; {stamp}"
+    )
 
 
 def build_withheld_notice(

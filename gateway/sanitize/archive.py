@@ -43,7 +43,6 @@ from gateway.errors import (
 )
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
 from gateway.sanitize.base import Context
-
 from gateway.sanitize.names import clean_name
 
 log = logging.getLogger(__name__)

@@ -170,9 +170,8 @@ def _short(text: object) -> str:
 class _Worker:
     """One soffice listener; used by one thread at a time (the pool's queue)."""
 
-    def __init__(self, index: int, base: Path, pool: OfficePool) -> None:
+    def __init__(self, index: int, pool: OfficePool) -> None:
         self.index = index
-        self._base = base
         self._pool = pool
         self._lock = threading.Lock()  # convert vs close
         self.proc: subprocess.Popen[bytes] | None = None
@@ -186,7 +185,7 @@ class _Worker:
     def start(self) -> None:
         """Spawn soffice (returns at once; readiness is awaited before the next document)."""
         self._generation += 1
-        self._dir = self._base / f"w{self.index}-{self._generation}"
+        self._dir = self._pool.work_dir() / f"w{self.index}-{self._generation}"
         (self._dir / "io").mkdir(parents=True)
         self._profile_url = _seed_profile(self._dir / "profile")
         self.pipe = f"mugai_{os.getpid()}_{self.index}_{self._generation}_{secrets.token_hex(4)}"
@@ -328,8 +327,9 @@ class OfficePool:
         self.recycle_after = recycle_after
         self.max_output_mb = max_output_mb
         self.closed = False
-        self._base = Path(tempfile.mkdtemp(prefix="mugai-office-"))
-        self._workers = [_Worker(i, self._base, self) for i in range(size)]
+        self._base: Path | None = None  # created on first use: an idle pool leaves nothing
+        self._base_lock = threading.Lock()
+        self._workers = [_Worker(i, self) for i in range(size)]
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for worker in self._workers:
             self._idle.put(worker)
@@ -341,6 +341,13 @@ class OfficePool:
             memory_mb=settings.memory_mb,
             network=settings.network_isolation,
         )
+
+    def work_dir(self) -> Path:
+        """Temporary directory holding the workers' profiles and documents."""
+        with self._base_lock:
+            if self._base is None:
+                self._base = Path(tempfile.mkdtemp(prefix="mugai-office-"))
+            return self._base
 
     def start(self) -> None:
         """Spawn the listeners now, so the first document finds them warm."""
@@ -384,7 +391,10 @@ class OfficePool:
         for worker in self._workers:
             with worker._lock:
                 worker.stop(graceful=True)
-        shutil.rmtree(self._base, ignore_errors=True)
+        with self._base_lock:
+            if self._base is not None:
+                shutil.rmtree(self._base, ignore_errors=True)
+                self._base = None
 
     def __enter__(self) -> OfficePool:
         return self
@@ -394,7 +404,7 @@ class OfficePool:
 
     # cold path
     def _cold(self, data: bytes, suffix: str, timeout: float) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="w-cold-", dir=self._base) as tmp:
+        with tempfile.TemporaryDirectory(prefix="w-cold-", dir=self.work_dir()) as tmp:
             work = Path(tmp)
             profile_url = _seed_profile(work / "profile")
             src, out_dir = work / f"in.{suffix}", work / "out"

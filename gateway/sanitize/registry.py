@@ -111,7 +111,12 @@ def sanitize_part(
     ) -> tuple[PartReport, tuple[CleanFile, ...]]:
         # Members are numbered within their container; prefix the container's own index.
         return sanitize_part(
-            m_data, m_name, m_declared, m_ctx, f"{index}.{m_index}", registry=registry,
+            m_data,
+            m_name,
+            m_declared,
+            m_ctx,
+            f"{index}.{m_index}",
+            registry=registry,
             job_id=job_id,
         )
 

@@ -31,6 +31,8 @@ def _message_with_original(s: Session, mugai_id: str) -> MessageRow:
     msg = s.get(MessageRow, mugai_id)
     if msg is None:
         raise NotFound("message_not_found")
+    if msg.kind != "mail":
+        raise Conflict("not_a_mail")  # uploaded files have no recipients to release to
     if msg.status == "deleted" or s.get(BlobRow, (mugai_id, "original")) is None:
         raise Conflict("original_deleted")
     if msg.status in ("processing", "deferred"):

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PURGEABLE = ("delivered", "quarantined", "released", "deleted")
+# status → the [retention] key that sets its period (file jobs follow their mail twins)
+PURGEABLE = {
+    "delivered": "delivered",
+    "quarantined": "quarantined",
+    "released": "released",
+    "deleted": "deleted",
+    "done": "delivered",
+    "withheld": "quarantined",
+}
 _BATCH = 500
 
 
@@ -37,8 +45,8 @@ class PurgeReport:
 def purge(store: Store, retention: RetentionSettings, now: datetime | None = None) -> PurgeReport:
     now = now or datetime.now(UTC)
     report = PurgeReport()
-    for status in PURGEABLE:
-        cutoff = now - timedelta(seconds=getattr(retention, status))
+    for status, key in PURGEABLE.items():
+        cutoff = now - timedelta(seconds=getattr(retention, key))
         while True:  # batches keep each transaction (and its locks) short
             with store.db.write() as s:
                 ids = list(

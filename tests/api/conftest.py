@@ -18,7 +18,10 @@ from gateway.settings import Settings, load_settings
 from gateway.spool import Spool
 from gateway.store.repository import Store
 from tests.plugins.smtp_sink import Sink
-from tests.store.backends import pg_database, store, store_url  # noqa: F401 - fixtures
+from tests.store import backends
+
+# The database fixtures (`store`, `store_url`, `pg_database`), shared with tests/store.
+_pg_database, _store_url, _store = backends.pg_database, backends.store_url, backends.store
 
 ROLES = ("viewer", "operator", "approver", "auditor", "admin")
 

@@ -219,9 +219,7 @@ async def test_queue_lifetime_expiry_quarantines_with_relay_timeout(
 async def test_clamd_down_means_retry_never_delivery(
     gateway_factory: Any, smtp_sink: Sink, tmp_path: Any, clamd_address: str
 ) -> None:
-    gw = await gateway_factory(
-        smtp_sink, clamav={"address": f"unix:{tmp_path}/no-such-clamd.sock"}
-    )
+    gw = await gateway_factory(smtp_sink, clamav={"address": f"unix:{tmp_path}/no-such-clamd.sock"})
     job_id = queue_id(await asend(gw, japanese_mail(), rcpt=RCPT))
     row = await wait_status(gw, job_id, {"deferred"})
     assert row.reasons == ["clamd_unavailable"]
@@ -270,11 +268,15 @@ async def test_attachments_text_reencoded_and_executable_removed(
     m.set_content("添付します")
     m.add_attachment(
         "①納品書 髙﨑\r\n金額,１０００\r\n".encode("cp932"),
-        maintype="application", subtype="octet-stream", filename="納品書.txt",
+        maintype="application",
+        subtype="octet-stream",
+        filename="納品書.txt",
     )
     m.add_attachment(
         b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 200,
-        maintype="application", subtype="octet-stream", filename="invoice\u202efdp.exe",
+        maintype="application",
+        subtype="octet-stream",
+        filename="invoice\u202efdp.exe",
     )
     await asend(gw, m.as_bytes(), rcpt=RCPT)
     [got] = await smtp_sink.wait_for(1)

@@ -220,12 +220,18 @@ def _raw_session(port: int, payload: bytes) -> bytes:
 async def test_smtp_smuggling_does_not_split_a_message(listener: Any, ending: bytes) -> None:
     port, spool = await listener()
     smuggled = (
-        b"MAIL FROM:<admin@" + DOMAIN.encode() + b">\r\nRCPT TO:<victim@" + DOMAIN.encode()
+        b"MAIL FROM:<admin@"
+        + DOMAIN.encode()
+        + b">\r\nRCPT TO:<victim@"
+        + DOMAIN.encode()
         + b">\r\nDATA\r\nSubject: smuggled\r\n\r\nevil\r\n"
     )
     payload = (
         b"EHLO client.example.com\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<u@"
-        + DOMAIN.encode() + b">\r\nDATA\r\nSubject: outer\r\n\r\nfirst" + ending + smuggled
+        + DOMAIN.encode()
+        + b">\r\nDATA\r\nSubject: outer\r\n\r\nfirst"
+        + ending
+        + smuggled
         + b".\r\nQUIT\r\n"
     )
     replies = await asyncio.to_thread(_raw_session, port, payload)

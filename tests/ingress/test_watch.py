@@ -99,7 +99,9 @@ async def test_dropped_files_come_out_rebuilt(gateway_factory: Any, tmp_path: Pa
     )  # fmt: skip
     (w / "in" / "案内.pdf").write_bytes(js_pdf())
     (w / "in" / "メモ.txt").write_bytes("①髙﨑の件".encode("cp932"))
-    (w / "in" / "tool.exe").write_bytes(b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 100)
+    (w / "in" / "tool.exe").write_bytes(
+        b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 100
+    )
     out, failed = w / "out", w / "failed"
     await wait_for(lambda: len(list(out.glob("*.report.json"))) == 2
                    and len(list(failed.glob("*.report.json"))) == 1)  # fmt: skip

@@ -3,6 +3,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from gateway.loadtest.headers import (
     header_recipients,
     header_sender,
@@ -109,3 +111,22 @@ def test_envelope_from_headers() -> None:
     assert header_sender(b"Return-Path: <>\nFrom: x@example.net\n\n") == ""
     assert rewrite_recipient("a@example.com", "@town.example.lg.jp") == "a@town.example.lg.jp"
     assert rewrite_recipient("a@example.com", "u@town.example.lg.jp") == "u@town.example.lg.jp"
+
+
+def test_hostile_address_field_does_not_exhaust_the_parser() -> None:
+    # The stdlib address parser recurses once per group ("x:"), like corpus
+    # adversarial/mail/mimekit/stack-overflow.txt.
+    data = b'From: a@example.net\nTo: "t" <t@example.com>, ' + b"x:" * 3000 + b"\n\nbody\n"
+    assert header_recipients(data) == ["t@example.com"]
+
+
+@pytest.mark.corpus
+def test_corpus_every_message_prepares(corpus: Path) -> None:
+    from gateway.loadtest.replay import ID_DOMAIN, Outgoing, ReplayConfig, prepare
+
+    cfg = ReplayConfig("127.0.0.1", 25, rcpt="@town.example.lg.jp", loop=True)
+    for item in iter_items([corpus / "mail", corpus / "mail-ja", corpus / "adversarial"]):
+        if isinstance(item, Message):
+            out = prepare(item, cfg, "run", 1)
+            assert isinstance(out, Outgoing), item.origin
+            assert message_id(out.data) == f"run.1@{ID_DOMAIN}"

@@ -29,7 +29,9 @@ def make_settings(tmp: Path, relay: str, clamd: str, **sections: dict[str, Any])
 
 
 def send(
-    port: int, data: bytes, rcpt: str | list[str] = "user@town.example.lg.jp",
+    port: int,
+    data: bytes,
+    rcpt: str | list[str] = "user@town.example.lg.jp",
     mail_from: str = "sender@example.com",
 ) -> str:
     """Send with the stdlib client; returns the final reply text (e.g. 'queued as …')."""
@@ -48,9 +50,7 @@ def send(
 
 
 @pytest.fixture
-async def gateway_factory(
-    tmp_path: Path, clamd_address: str
-) -> AsyncIterator[Callable[..., Any]]:
+async def gateway_factory(tmp_path: Path, clamd_address: str) -> AsyncIterator[Callable[..., Any]]:
     started: list[Gateway] = []
 
     async def factory(sink: Sink | None, **sections: dict[str, Any]) -> Gateway:

@@ -56,7 +56,9 @@ class Sink:
         if self.data_reply:
             return self.data_reply
         self.messages.append(
-            Received(str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b"")
+            Received(
+                str(envelope.mail_from), list(envelope.rcpt_tos), envelope.original_content or b""
+            )
         )
         self.arrived.set()
         return "250 OK"

@@ -102,7 +102,7 @@ def _ctx(converter: OfficePool | None) -> Context:
 
 def _macro_odt(marker: Path) -> bytes:
     """An ODT whose Basic macro, bound to "document loaded", would create ``marker``."""
-    content = f"""<?xml version="1.0" encoding="UTF-8"?>
+    content = """<?xml version="1.0" encoding="UTF-8"?>
 <office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
  xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
  xmlns:script="urn:oasis:names:tc:opendocument:xmlns:script:1.0"
@@ -323,7 +323,7 @@ def test_cold_mode_converts_without_a_listener(documents: dict[str, bytes]) -> N
         assert p.to_pdf(documents["docx"], "docx", timeout=120).startswith(b"%PDF-")
         assert p.worker_pids() == []
         # The one-shot soffice is gone once to_pdf returns (others' may run meanwhile).
-        assert _processes_mentioning(str(p._base)) == []
+        assert _processes_mentioning(str(p.work_dir())) == []
 
 
 # --- the sanitizer ---------------------------------------------------------------------------

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from gateway.api.deps import gateway, require
+from gateway.api.deps import GatewayDep, require
 from gateway.api.schemas import MAX_LIMIT, AuditEntry, AuditList
 from gateway.store.tokens import Principal
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 router = APIRouter(tags=["audit"])
 
@@ -20,7 +17,7 @@ router = APIRouter(tags=["audit"])
 @router.get("/api/v1/audit", response_model=AuditList)
 async def audit_log(
     who: Annotated[Principal, Depends(require("audit"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
     action: Annotated[str, Query(max_length=64)] = "",
     target: Annotated[str, Query(max_length=128)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway.api.deps import gateway
+from gateway.api.deps import GatewayDep
 from gateway.api.metrics import exposition
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 router = APIRouter(tags=["health"])
 
@@ -24,7 +21,7 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(gw: Annotated[Gateway, Depends(gateway)]) -> JSONResponse:
+async def readyz(gw: GatewayDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     try:
         checks["spool"] = await asyncio.to_thread(gw.spool.depth) >= 0

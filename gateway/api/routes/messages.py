@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from gateway.api.deps import gateway, http_error, require
+from gateway.api.deps import GatewayDep, GatewayPorts, http_error, require
 from gateway.api.disposition import content_disposition
 from gateway.api.schemas import (
     ID_PATTERN,
@@ -24,12 +24,11 @@ from gateway.store.models import MessageRow
 from gateway.store.repository import MessageQuery
 from gateway.store.tokens import Principal
 
-if TYPE_CHECKING:
-    from gateway.app import Gateway
-
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
-Status = Literal["processing", "deferred", "delivered", "quarantined", "released", "deleted"]
+Status = Literal[
+    "processing", "deferred", "delivered", "quarantined", "released", "deleted", "done", "withheld"
+]
 MessageId = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 _DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -37,7 +36,7 @@ _DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-s
 @router.get("", response_model=MessageList)
 async def list_messages(
     who: Annotated[Principal, Depends(require("read"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
     status: Status | None = None,
     message_id: Annotated[str, Query(max_length=1000)] = "",
     sender: Annotated[str, Query(max_length=512)] = "",
@@ -62,7 +61,7 @@ async def list_messages(
     return MessageList(items=items, next=rows[-1].id if len(rows) == limit else None)
 
 
-async def _message(gw: Gateway, mugai_id: str) -> MessageRow:
+async def _message(gw: GatewayPorts, mugai_id: str) -> MessageRow:
     row = await asyncio.to_thread(gw.store.get, mugai_id)
     if row is None:
         raise HTTPException(404, "message_not_found")
@@ -73,7 +72,7 @@ async def _message(gw: Gateway, mugai_id: str) -> MessageRow:
 async def get_message(
     mugai_id: MessageId,
     who: Annotated[Principal, Depends(require("read"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> MessageDetail:
     row = await _message(gw, mugai_id)
     detail = MessageDetail.model_validate(row)
@@ -98,7 +97,7 @@ def _download(row: MessageRow, data: bytes, suffix: str) -> Response:
 async def get_original(
     mugai_id: MessageId,
     who: Annotated[Principal, Depends(require("original"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> Response:
     row = await _message(gw, mugai_id)
     try:
@@ -113,7 +112,7 @@ async def get_original(
 async def get_sanitized(
     mugai_id: MessageId,
     who: Annotated[Principal, Depends(require("read"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> Response:
     row = await _message(gw, mugai_id)
     data = await asyncio.to_thread(gw.store.blob, mugai_id, "sanitized")
@@ -126,7 +125,7 @@ async def get_sanitized(
 async def delete_message(
     mugai_id: MessageId,
     who: Annotated[Principal, Depends(require("delete"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> MessageDetail:
     try:
         row = await asyncio.to_thread(gw.store.delete_message, mugai_id, who)
@@ -140,7 +139,7 @@ async def legal_hold(
     mugai_id: MessageId,
     body: LegalHoldIn,
     who: Annotated[Principal, Depends(require("delete"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> MessageDetail:
     try:
         row = await asyncio.to_thread(gw.store.set_legal_hold, mugai_id, body.hold, who)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from email.header import Header
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import gateway, http_error, require
+from gateway.api.deps import GatewayDep, http_error, require
 from gateway.api.schemas import (
     ID_PATTERN,
     MAX_LIMIT,
@@ -27,9 +27,6 @@ from gateway.api.schemas import (
 from gateway.errors import MugaiError
 from gateway.store.errors import StoreError
 from gateway.store.tokens import Principal
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["releases"])
@@ -55,7 +52,7 @@ async def request_release(
     mugai_id: Rid,
     body: ReleaseRequestIn,
     who: Annotated[Principal, Depends(require("request"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> ReleaseRequestOut:
     try:
         row = await asyncio.to_thread(gw.store.request_release, mugai_id, body.reason, who)
@@ -68,7 +65,7 @@ async def request_release(
 @router.get("/api/v1/release-requests", response_model=ReleaseRequestList)
 async def list_requests(
     who: Annotated[Principal, Depends(require("read"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
     status: RequestStatus | None = None,
     message: Annotated[str, Query(pattern=ID_PATTERN, max_length=64)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
@@ -87,7 +84,7 @@ async def list_requests(
 async def get_request(
     rid: Rid,
     who: Annotated[Principal, Depends(require("read"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> ReleaseRequestOut:
     row = await asyncio.to_thread(gw.store.release_request, rid)
     if row is None:
@@ -103,7 +100,7 @@ async def get_request(
 async def approve(
     rid: Rid,
     who: Annotated[Principal, Depends(require("decide"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
     body: Annotated[ApproveIn | None, Body()] = None,
 ) -> Any:
     body = body or ApproveIn()
@@ -142,7 +139,7 @@ async def approve(
 async def reject(
     rid: Rid,
     who: Annotated[Principal, Depends(require("decide"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
     body: Annotated[RejectIn | None, Body()] = None,
 ) -> ReleaseRequestOut:
     body = body or RejectIn()

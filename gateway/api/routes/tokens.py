@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from gateway.api.deps import gateway, require
+from gateway.api.deps import GatewayDep, require
 from gateway.api.schemas import TokenCreated, TokenIn, TokenList, TokenOut
 from gateway.store.tokens import Principal
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 
@@ -20,7 +17,7 @@ router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
 @router.get("", response_model=TokenList)
 async def list_tokens(
     who: Annotated[Principal, Depends(require("tokens"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> TokenList:
     rows = await asyncio.to_thread(gw.store.list_tokens)
     return TokenList(items=[TokenOut.model_validate(r) for r in rows])
@@ -30,7 +27,7 @@ async def list_tokens(
 async def create_token(
     body: TokenIn,
     who: Annotated[Principal, Depends(require("tokens"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> TokenCreated:
     plain, row = await asyncio.to_thread(gw.store.create_token, body.name, body.role, who.actor)
     fields = TokenOut.model_validate(row).model_dump()
@@ -41,7 +38,7 @@ async def create_token(
 async def revoke_token(
     token_id: Annotated[int, Path(ge=1, le=2**31 - 1)],
     who: Annotated[Principal, Depends(require("tokens"))],
-    gw: Annotated[Gateway, Depends(gateway)],
+    gw: GatewayDep,
 ) -> TokenList:
     rows = await asyncio.to_thread(gw.store.revoke_tokens, str(token_id), who.actor)
     if not rows:
