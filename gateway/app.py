@@ -29,6 +29,7 @@ def make_relay(settings: Settings) -> Relay:
             hostname=settings.smtp.hostname,
             timeout=settings.delivery.timeout,
             require_tls=settings.delivery.require_tls,
+            ca_file=settings.delivery.tls_ca_file,
         )
     return MaildirRelay(settings.outbox_dir)
 

@@ -40,12 +40,24 @@ class Relay(Protocol):
 
 class SmtpRelay:
     def __init__(
-        self, address: str, *, hostname: str, timeout: float = 60.0, require_tls: bool = False
+        self,
+        address: str,
+        *,
+        hostname: str,
+        timeout: float = 60.0,
+        require_tls: bool = False,
+        ca_file: Path | None = None,
     ) -> None:
         self.host, self.port = split_hostport(address, 25)
         self.hostname = hostname
         self.timeout = timeout
         self.require_tls = require_tls
+        # TLS required ⇒ verified; never fall back to plaintext (aiosmtplib raises instead).
+        self.tls_context = (
+            ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+            if require_tls
+            else None
+        )
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -54,7 +66,7 @@ class SmtpRelay:
             local_hostname=self.hostname,
             timeout=self.timeout,
             start_tls=self.require_tls,
-            tls_context=ssl.create_default_context() if self.require_tls else None,
+            tls_context=self.tls_context,
         )
 
     async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:

@@ -104,6 +104,8 @@ class DeliverySettings(_Section):
     max_queue_lifetime: Duration = 5 * 86400.0
     timeout: Duration = 60.0
     require_tls: bool = False
+    # CA bundle to verify the relay's certificate (empty ⇒ the system store).
+    tls_ca_file: Path | None = None
     workers: int = Field(4, gt=0)  # jobs processed concurrently
 
     @field_validator("relay")

@@ -12,6 +12,7 @@ import logging
 import re
 import ssl
 import time
+from pathlib import Path
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -164,11 +165,44 @@ class IntakeHandler:
         return "451 4.3.0 Temporary local problem, try again later"
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
+class TlsProvider:
+    """The STARTTLS context, reloaded when the certificate or key file changes on disk,
+    so a renewed certificate takes effect for new connections without a restart."""
+
+    def __init__(self, cert: Path, key: Path) -> None:
+        self.cert, self.key = cert, key
+        self._stamp: tuple[int, int] | None = None
+        self._ctx: ssl.SSLContext | None = None
+
+    def _mtimes(self) -> tuple[int, int]:
+        return self.cert.stat().st_mtime_ns, self.key.stat().st_mtime_ns
+
+    def current(self) -> ssl.SSLContext:
+        try:
+            stamp = self._mtimes()
+        except OSError:
+            stamp = self._stamp or (0, 0)
+        if self._ctx is None or stamp != self._stamp:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            try:
+                ctx.load_cert_chain(str(self.cert), str(self.key))
+            except (OSError, ssl.SSLError):
+                if self._ctx is None:
+                    raise
+                # A half-written renewal: keep serving the previous certificate.
+                log.warning("job=- TLS reload failed; keeping the previous certificate")
+                return self._ctx
+            if self._ctx is not None:
+                log.info("job=- TLS certificate reloaded")
+            self._ctx, self._stamp = ctx, stamp
+        return self._ctx
+
+
+def tls_provider(settings: Settings) -> TlsProvider | None:
     if settings.tls.cert_file and settings.tls.key_file:
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ctx.load_cert_chain(str(settings.tls.cert_file), str(settings.tls.key_file))
-        return ctx
+        provider = TlsProvider(settings.tls.cert_file, settings.tls.key_file)
+        provider.current()  # a broken certificate stops the start, not the first client
+        return provider
     return None
 
 
@@ -178,7 +212,7 @@ async def start_smtp(
     """Listen on ``smtp.listen`` (port 0 picks a free port: see ``server.sockets``)."""
     handler = IntakeHandler(settings, spool, on_queued)
     host, port = split_hostport(settings.smtp.listen, 25)
-    tls = tls_context(settings)
+    tls = tls_provider(settings)
     cfg = settings.smtp
 
     class Protocol(GatewaySMTP):
@@ -194,7 +228,7 @@ async def start_smtp(
             decode_data=False,
             enable_SMTPUTF8=True,
             timeout=cfg.command_timeout,
-            tls_context=tls,
+            tls_context=tls.current() if tls is not None else None,
             require_starttls=False,
         )
         return Protocol(handler, **kwargs)

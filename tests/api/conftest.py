@@ -18,10 +18,7 @@ from gateway.settings import Settings, load_settings
 from gateway.spool import Spool
 from gateway.store.repository import Store
 from tests.plugins.smtp_sink import Sink
-from tests.store import backends
-
-# The database fixtures (`store`, `store_url`, `pg_database`), shared with tests/store.
-_pg_database, _store_url, _store = backends.pg_database, backends.store_url, backends.store
+from tests.store.backends import pg_database, store, store_url  # noqa: F401 - fixtures
 
 ROLES = ("viewer", "operator", "approver", "auditor", "admin")
 
@@ -35,7 +32,9 @@ class MiniGateway:
     scanner: ClamdScanner
 
 
-def mini_gateway(tmp_path: Path, store: Store, relay: Relay, clamd: str = "127.0.0.1:1") -> Any:
+def mini_gateway(  # noqa: F811
+    tmp_path: Path, store: Store, relay: Relay, clamd: str = "127.0.0.1:1"
+) -> Any:
     settings = load_settings(None, storage={"data_dir": str(tmp_path / "data")})
     return MiniGateway(
         settings=settings,
@@ -64,7 +63,7 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Api]:
+async def api(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Api]:  # noqa: F811
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
     gw = mini_gateway(tmp_path, store, relay)
     tokens = {role: store.create_token(role, role, "test")[0] for role in ROLES}
@@ -76,7 +75,7 @@ async def api(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Ap
 
 
 @pytest.fixture
-def seed(store: Store) -> Callable[..., str]:
+def seed(store: Store) -> Callable[..., str]:  # noqa: F811
     from tests.store.seed import add_message
 
     return lambda **kw: add_message(store, **kw)

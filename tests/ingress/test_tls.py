@@ -78,3 +78,42 @@ async def test_no_starttls_without_certificate(tmp_path: Path) -> None:
         assert await asyncio.to_thread(run) is False
     finally:
         server.close()
+
+
+async def test_renewed_certificate_is_used_without_restart(tmp_path: Path) -> None:
+    first, key = self_signed(tmp_path)
+    settings = load_settings(
+        None,
+        smtp={"listen": "127.0.0.1:0"},
+        storage={"data_dir": str(tmp_path / "data")},
+        tls={"cert_file": str(first), "key_file": str(key)},
+    )
+    server = await start_smtp(settings, Spool(settings.spool_dir), asyncio.Event())
+    port = server.sockets[0].getsockname()[1]
+
+    def peer_cert() -> bytes:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.ehlo("client.example.com")
+            c.starttls(context=ctx)
+            sock = c.sock
+            assert isinstance(sock, ssl.SSLSocket)
+            der = sock.getpeercert(binary_form=True)
+            assert der is not None
+            return der
+
+    try:
+        before = await asyncio.to_thread(peer_cert)
+        renewed = tmp_path / "renewed"
+        renewed.mkdir()
+        new_cert, new_key = self_signed(renewed)
+        # Renewal tools replace the files in place.
+        first.write_bytes(new_cert.read_bytes())
+        key.write_bytes(new_key.read_bytes())
+        after = await asyncio.to_thread(peer_cert)
+    finally:
+        server.close()
+    assert before != after
+    assert after == ssl.PEM_cert_to_DER_cert(new_cert.read_text())

@@ -4,6 +4,7 @@ LGWAN-side relay. It records what it receives and can be told to answer 4xx/5xx.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -64,7 +65,8 @@ class Sink:
         return "250 OK"
 
 
-async def start_sink() -> Sink:
+async def start_sink(tls_context: ssl.SSLContext | None = None) -> Sink:
+    """An aiosmtpd sink on port 0; with ``tls_context`` it offers STARTTLS."""
     sink = Sink()
 
     class Big(SMTP):
@@ -72,7 +74,13 @@ async def start_sink() -> Sink:
 
     loop = asyncio.get_running_loop()
     sink.server = await loop.create_server(
-        lambda: Big(sink, decode_data=False, data_size_limit=None, enable_SMTPUTF8=True),
+        lambda: Big(
+            sink,
+            decode_data=False,
+            data_size_limit=None,
+            enable_SMTPUTF8=True,
+            tls_context=tls_context,
+        ),
         "127.0.0.1",
         0,
     )
