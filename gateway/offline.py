@@ -17,6 +17,7 @@ from typing import Any
 from gateway.errors import Permanent
 from gateway.mime.detect import detect
 from gateway.model import Action, PartReport
+from gateway.paths import unique_path
 from gateway.pipeline import sanitize_message
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.office import OfficePool
@@ -44,16 +45,6 @@ def _removed_any(reports: list[PartReport]) -> bool:
             return True
         stack.extend(r.children)
     return False
-
-
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for i in range(2, 10_000):
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(path)
 
 
 _MAIL_HEADERS = (
@@ -92,7 +83,7 @@ def sanitize_one(
         except Permanent as exc:
             entry.update(kind="message", status="withheld", reason=exc.reason, detail=exc.detail)
             return entry, False
-        target = _unique(out_dir / f"{path.name}.sanitized.eml")
+        target = unique_path(out_dir / f"{path.name}.sanitized.eml")
         target.write_bytes(result.data)
         parts = list(result.report.parts)
         entry.update(
@@ -113,7 +104,7 @@ def sanitize_one(
         report, files = sanitize_part(data, path.name, "", ctx, "1")
         outputs = []
         for f in files:
-            target = _unique(out_dir / f.filename)
+            target = unique_path(out_dir / f.filename)
             target.write_bytes(f.data)
             outputs.append(str(target))
         entry.update(

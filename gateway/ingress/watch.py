@@ -21,6 +21,7 @@ from typing import Any
 
 from gateway.errors import SpoolError
 from gateway.model import CleanFile
+from gateway.paths import unique_path, write_atomic
 from gateway.sanitize.names import clean_name
 from gateway.settings import WatchSettings
 from gateway.spool import JobMeta, Spool, new_id
@@ -160,7 +161,7 @@ class FolderWatcher:
         failed = self.settings.failed
         if failed is None:
             return
-        target = _unique(failed / rel.parent / rel.name)
+        target = unique_path(failed / rel.parent / rel.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(path, target)
@@ -171,27 +172,8 @@ class FolderWatcher:
         })  # fmt: skip
 
 
-def _unique(path: Path) -> Path:
-    if not path.exists():
-        return path
-    for i in range(2, 100_000):
-        candidate = path.with_name(f"{path.stem}-{i}{path.suffix}")
-        if not candidate.exists():
-            return candidate
-    raise FileExistsError(path)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.rename(tmp, path)
-
-
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    _write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
+    write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
 
 
 def _safe_rel_dir(relpath: str) -> Path:
@@ -216,19 +198,19 @@ def deliver_watch_result(
         folder = settings.outbox / sub
         folder.mkdir(parents=True, exist_ok=True)
         for f in files:
-            target = _unique(folder / f.filename)
-            _write_atomic(target, f.data)
+            target = unique_path(folder / f.filename)
+            write_atomic(target, f.data)
             written.append(target)
-        report_path = _unique(folder / (Path(meta.filename).name + ".report.json"))
+        report_path = unique_path(folder / (Path(meta.filename).name + ".report.json"))
     else:
         folder = (settings.failed or settings.outbox) / sub
         folder.mkdir(parents=True, exist_ok=True)
         if settings.failed is not None:
             # The untrusted original goes back to the Internet-side failed folder only.
-            target = _unique(folder / clean_name(meta.filename, Path(meta.filename).suffix))
-            _write_atomic(target, original)
+            target = unique_path(folder / clean_name(meta.filename, Path(meta.filename).suffix))
+            write_atomic(target, original)
             written.append(target)
-        report_path = _unique(folder / (Path(meta.filename).name + ".report.json"))
+        report_path = unique_path(folder / (Path(meta.filename).name + ".report.json"))
     _write_json(report_path, report)
     written.append(report_path)
     return written
