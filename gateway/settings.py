@@ -197,6 +197,11 @@ class WatchSettings(_Section):
         return self
 
 
+class FilesSettings(_Section):
+    # Largest upload to POST /api/v1/files (413 above).
+    max_bytes: int = Field(100 * 1024 * 1024, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -212,6 +217,7 @@ class Settings(BaseSettings):
     retention: RetentionSettings = RetentionSettings()
     tls: TlsSettings = TlsSettings()
     watch: WatchSettings = WatchSettings()
+    files: FilesSettings = FilesSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -224,6 +224,18 @@ class Spool:
         _fsync_dir(self.queue)
         return moved
 
+    def locate(self, job_id: str) -> str | None:
+        """``queued`` or ``processing`` while the job is in this spool, else None."""
+        if not all(c in "0123456789abcdef" for c in job_id) or not job_id:
+            return None
+        if (self.queue / f"{job_id}{_SUFFIX}").exists():
+            return "queued"
+        if (self.active / f"{job_id}{_SUFFIX}").exists():
+            return "processing"
+        if any(e.name.endswith(f"_{job_id}{_SUFFIX}") for e in os.scandir(self.deferred)):
+            return "queued"
+        return None
+
     def depth(self) -> int:
         total = 0
         for d in (self.queue, self.active, self.deferred):

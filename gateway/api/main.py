@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 
 from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.metrics import make_registry
-from gateway.api.routes import audit, health, messages, releases, tokens
+from gateway.api.routes import audit, files, health, messages, releases, tokens
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -21,7 +21,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = ports
     app.state.metrics = make_registry(gateway)
     app.middleware("http")(auth_middleware)
-    for module in (health, messages, releases, audit, tokens):
+    for module in (health, messages, releases, audit, tokens, files):
         app.include_router(module.router)
 
     @app.middleware("http")

@@ -32,8 +32,8 @@ class MiniGateway:
     scanner: ClamdScanner
 
 
-def mini_gateway(  # noqa: F811
-    tmp_path: Path, store: Store, relay: Relay, clamd: str = "127.0.0.1:1"
+def mini_gateway(
+    tmp_path: Path, store: Store, relay: Relay, clamd: str = "127.0.0.1:1"  # noqa: F811
 ) -> Any:
     settings = load_settings(None, storage={"data_dir": str(tmp_path / "data")})
     return MiniGateway(
