@@ -55,6 +55,8 @@ class PartReport:
     outputs: tuple[str, ...] = ()  # file names delivered for this part
     seconds: float = 0.0
     children: tuple[PartReport, ...] = ()
+    # For operators (API, report.json): why a converter refused; never shown in the notice.
+    detail: str = ""
 
 
 @dataclass(frozen=True)

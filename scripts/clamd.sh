@@ -89,7 +89,8 @@ start() {
     mv "$conf.tmp" "$conf"
 
     local log_start
-    log_start=$(( $(cat "$data/clamd.log" 2>/dev/null | wc -l) + 1 ))
+    touch "$data/clamd.log"  # a first start has no log yet (and pipefail would stop us)
+    log_start=$(( $(wc -l < "$data/clamd.log") + 1 ))
     echo "starting clamd ($clamd -c $conf)"
     # clamd daemonizes once its database is loaded; its own errors go to the log.
     if ! "$clamd" -c "$conf" >>"$data/clamd.out" 2>&1; then

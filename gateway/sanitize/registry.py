@@ -123,17 +123,18 @@ def sanitize_part(
     ctx.recurse = recurse
     files: tuple[CleanFile, ...] = ()
     children: tuple[PartReport, ...] = ()
+    detail = ""
     try:
         result = _run(data, filename, detected, ctx, registry)
         files, action, reasons = result.files, result.action, result.reasons
-        children = result.children
+        children, detail = result.children, result.detail
         if not files:
             action = Action.REMOVED
             reasons = reasons or ("empty_result",)
     except Transient:
         raise  # e.g. every converter busy: retry the whole message later, remove nothing
     except PartRefused as exc:
-        action, reasons = Action.REMOVED, (exc.reason,)
+        action, reasons, detail = Action.REMOVED, (exc.reason,), exc.detail
         log.info("job=%s part=%s removed reason=%s", job_id, index, exc.reason)
     except Exception:  # noqa: BLE001 - a sanitizer bug must remove the part, not pass it
         log.exception("job=%s part=%s sanitizer failed", job_id, index)
@@ -152,5 +153,6 @@ def sanitize_part(
         outputs=tuple(f.filename for f in files),
         seconds=round(time.monotonic() - started, 3),
         children=children,
+        detail=detail[:500],
     )
     return report, files

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
 import pwd
 import smtplib
 import time
@@ -59,6 +60,7 @@ virtual_uid_maps = static:{nobody.pw_uid}
 virtual_gid_maps = static:{nobody.pw_gid}
 # Rebuilt messages (pages as images) are larger than what came in.
 message_size_limit = 104857600
+virtual_mailbox_limit = 0
 """
 
 
@@ -71,15 +73,15 @@ def internet_mta_cf(mugai_port: int, routing: str) -> str:
     return common + f"content_filter = {hop}\n"
 
 
-def mail_with_html_and_csv() -> bytes:
+def html_mail_with_csv() -> bytes:
     msg = EmailMessage()
     msg["From"] = f"田中 <{SENDER}>"
     msg["To"] = RCPT
     msg["Subject"] = "見積書送付の件"
     msg["Message-ID"] = "<postfix-interop-1@example.co.jp>"
     msg["X-Mailer"] = "must-not-pass"
-    msg.set_content("山田様\n見積書を送付します。\n")
-    msg.add_alternative(
+    # HTML only, so the body must be converted to text and its link disarmed.
+    msg.set_content(
         '<html><body><p>山田様</p><a href="http://evil.example/login">ログイン</a>'
         "<script>alert(1)</script></body></html>",
         subtype="html",
@@ -133,8 +135,6 @@ async def start_chain(
     lgwan = await asyncio.to_thread(postfix_factory, "lgwan", lgwan_relay_cf())
     (lgwan.root / "mail").mkdir()
     nobody = pwd.getpwnam("nobody")
-    import os
-
     os.chown(lgwan.root / "mail", nobody.pw_uid, nobody.pw_gid)
     gw: Gateway = await gateway_factory(
         None, delivery={"relay": lgwan.address, "retry_schedule": ["1s"]}
@@ -154,7 +154,7 @@ async def test_mail_through_postfix_mugai_postfix_arrives_sanitized(
     def logs() -> str:
         return f"--- edge ---\n{edge.log[-3000:]}\n--- lgwan ---\n{lgwan.log[-3000:]}"
 
-    await asyncio.to_thread(submit, edge.port, mail_with_html_and_csv())
+    await asyncio.to_thread(submit, edge.port, html_mail_with_csv())
     [raw] = await wait_maildir(maildir, 1, logs)
     msg = parse(raw)
 
@@ -178,6 +178,7 @@ async def test_mail_through_postfix_mugai_postfix_arrives_sanitized(
     assert "【無害化のお知らせ】" in text and "[Sanitization notice]" in text
     assert f"X-Mugai-Id: {mugai_id}" in text
     assert "hxxp://evil[.]example/login" in text and "http://evil.example" not in text
+    assert "alert(1)" not in text
     [csv] = [p for p in msg.iter_attachments()]
     assert csv.get_content_type() == "text/csv"
     assert csv.get_filename() == "見積.csv"

@@ -61,26 +61,25 @@ class FakeClamd:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             command = await reader.readuntil(b"\0")
-            if command == b"zPING\0":
-                writer.write(b"PONG\0")
-                await writer.drain()
+            if command == b"zINSTREAM\0":
+                while True:  # read the whole stream, as clamd does
+                    (size,) = struct.unpack(">I", await reader.readexactly(4))
+                    if size == 0:
+                        break
+                    await reader.readexactly(size)
+                self.scans += 1
+            elif command != b"zPING\0":
                 return
-            if command != b"zINSTREAM\0":
-                return
-            while True:  # read the whole stream, as clamd does
-                (size,) = struct.unpack(">I", await reader.readexactly(4))
-                if size == 0:
-                    break
-                await reader.readexactly(size)
-            self.scans += 1
+            # A broken clamd is broken for PING too (readiness must see it).
             if self.mode == "hang":
                 await self._released.wait()
+            ok = b"PONG\0" if command == b"zPING\0" else b"stream: OK\0"
             reply = {
-                "ok": b"stream: OK\0",
+                "ok": ok,
                 "garbage": b"stream: maybe fine?\0",
-                "truncated": b"stream: OK",
+                "truncated": ok[:-1],
                 "close": b"",
-            }.get(self.mode, b"stream: OK\0")
+            }.get(self.mode, ok)
             writer.write(reply)
             await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):

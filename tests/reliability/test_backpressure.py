@@ -1,0 +1,34 @@
+"""5. With the workers stalled, the backlog bound answers 451 instead of growing the spool;
+the gateway accepts again once it has drained. (Disk full: test_disk_full.py and below.)"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.scenarios import backpressure, disk_full
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def test_backlog_bound_end_to_end(tmp_path: Path, clamd_address: str) -> None:
+    row = await backpressure(tmp_path, clamd_address, count=12, backlog=5)
+    print(row.as_dict())
+    assert row.accepted == 6, row  # 5 up to the bound, 1 after draining
+    assert "451 replies: 7; other codes: []" in row.notes, row
+    assert "spool depth while stalled: 5" in row.notes, row
+    assert "accepted again after the backlog drained: True" in row.notes, row
+    assert row.delivered == 6 and row.lost == 0, row
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+async def test_whole_gateway_on_a_full_disk(tmp_path: Path, clamd_address: str) -> None:
+    row = await disk_full(tmp_path, clamd_address, count=6)
+    if row is None:
+        pytest.skip("cannot mount a tmpfs here")
+    print(row.as_dict())
+    assert "451 while full: 6/6" in row.notes, row
+    assert "partial spool files while full: 0" in row.notes, row
+    assert row.accepted == 6 and row.delivered == 6 and row.lost == 0, row

@@ -1,0 +1,45 @@
+"""2. Relay absent, then answering 451, then back; and expiry after max_queue_lifetime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.scenarios import relay_expiry, relay_outage
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def test_everything_accepted_during_an_outage_is_delivered(
+    tmp_path: Path, clamd_address: str
+) -> None:
+    row = await relay_outage(tmp_path, clamd_address, count=24)
+    print(row.as_dict())
+    assert row.accepted == 24 and row.delivered == 24, row
+    assert row.lost == 0 and row.duplicated == 0 and row.quarantined == 0, row
+    assert "delivered during the outage: 0" in row.notes
+    assert "backscatter: 0" in row.notes
+
+
+async def test_one_worker_keeps_the_order_of_arrival(tmp_path: Path, clamd_address: str) -> None:
+    # With one worker the retries run oldest first (spool ids are time-ordered); a mail can only
+    # overtake another when the relay came back between two of their retries.
+    row = await relay_outage(tmp_path, clamd_address, count=12, workers=1)
+    print(row.as_dict())
+    assert row.lost == 0 and row.delivered == 12, row
+    order = next(n for n in row.notes if n.startswith("order of arrival"))
+    inversions = int(order.split("(")[1].split()[0])
+    assert inversions <= 1, order
+
+
+async def test_queue_lifetime_expiry_quarantines_a_burst(
+    tmp_path: Path, clamd_address: str
+) -> None:
+    row = await relay_expiry(tmp_path, clamd_address, count=10)
+    print(row.as_dict())
+    assert row.accepted == 10 and row.quarantined == 10 and row.delivered == 0, row
+    assert row.lost == 0
+    assert "reasons: [('relay_timeout',)]" in row.notes
+    assert "spool left: 0" in row.notes
+    assert "backscatter: 0" in row.notes
