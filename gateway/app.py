@@ -145,6 +145,9 @@ def configure_logging(level: str = "INFO") -> None:
         level=level,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # aiosmtpd logs every SMTP command line (addresses, peers) without our job ids;
+    # our handler logs what operators need, so keep the library to warnings.
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def default_config_path() -> Path | None:
