@@ -10,15 +10,19 @@ import contextlib
 import os
 import struct
 import sys
-from collections.abc import Iterator, MutableMapping
+import time
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from gateway.errors import ConversionFailed, ConversionTimeout, PartTooLarge
 from gateway.model import Action, CleanFile, Detected, SanitizeResult
 from gateway.sanitize import sandbox
 from gateway.sanitize.base import Context, Sanitizer
 from gateway.sanitize.registry import REGISTRY
+
+T = TypeVar("T")
 
 # --- clamd ---------------------------------------------------------------------------------
 
@@ -203,13 +207,26 @@ def zombies_and_converters(root: int | None = None) -> list[tuple[int, str, str]
     ]
 
 
-def all_soffice() -> list[int]:
-    """Every soffice process on the machine."""
-    found = []
+def orphan_soffice() -> set[int]:
+    """soffice processes adopted by init (ppid 1): what a converter killed badly leaves behind.
+
+    Other engineers' gateways may run soffice on the same machine, so only orphans count;
+    our own children are covered by ``zombies_and_converters``.
+    """
+    found = set()
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             st = _stat(entry)
-            if st is not None and st[0].startswith(("soffice", "oosplash")):
-                found.append(int(entry))
+            if st is not None and st[0].startswith(("soffice", "oosplash")) and st[2] == 1:
+                found.add(int(entry))
     return found
 
+
+def settle(check: Callable[[], T], empty: T, seconds: float = 5.0) -> T:
+    """Poll ``check`` until it returns ``empty`` (a SIGKILLed process takes a moment to go)."""
+    deadline = time.monotonic() + seconds
+    value = check()
+    while value != empty and time.monotonic() < deadline:
+        time.sleep(0.1)
+        value = check()
+    return value

@@ -39,6 +39,7 @@ from tests.reliability.fakes import (
     FAULTS,
     FakeClamd,
     faulty_registry,
+    settle,
     tiny_pdf,
     zombies_and_converters,
 )
@@ -568,7 +569,7 @@ async def converter_faults(work: Path, clamd: str, *, rounds: int = 1) -> Row:
                     msg = check_delivered(m.data)
                     if any(True for _ in msg.iter_attachments()):
                         wrong.append("an attachment was delivered")
-        left = zombies_and_converters()
+        left = await asyncio.to_thread(settle, zombies_and_converters, [])
     finally:
         stop_sink(sink)
     row.notes += [

@@ -14,7 +14,8 @@ from gateway.sanitize.registry import REGISTRY, sanitize_part
 from gateway.settings import SanitizeSettings
 from tests.reliability.fakes import (
     FAULTS,
-    all_soffice,
+    orphan_soffice,
+    settle,
     fault_sanitizer,
     tiny_pdf,
     zombies_and_converters,
@@ -36,7 +37,7 @@ def test_each_fault_removes_the_part_with_its_reason(fault: str) -> None:
     assert files == ()
     assert report.action is Action.REMOVED
     assert report.reasons == (EXPECTED_REASON[fault],)
-    assert zombies_and_converters() == []
+    assert settle(zombies_and_converters, []) == []
 
 
 async def test_faults_through_the_whole_gateway(tmp_path: Path, clamd_address: str) -> None:
@@ -54,7 +55,7 @@ RTF = rb"{\rtf1\ansi{\fonttbl\f0\fswiss Helvetica;}\f0\pard Hello from a hanging
 @pytest.mark.parametrize("pool", [0, 1])
 def test_real_libreoffice_timeout_leaves_no_soffice(pool: int) -> None:
     """Real soffice with a conversion limit too short to finish: killed, nothing left over."""
-    before = set(all_soffice())
+    before = orphan_soffice()
     limits = SanitizeSettings(office_pool=pool, min_seconds=0.2)
     office = OfficePool.from_settings(limits)
     try:
@@ -67,5 +68,5 @@ def test_real_libreoffice_timeout_leaves_no_soffice(pool: int) -> None:
         assert report.reasons[0] in ("conversion_timeout", "conversion_failed"), report
     else:
         assert all(f.content_type == "application/pdf" for f in files)
-    assert set(all_soffice()) - before == set()
-    assert zombies_and_converters() == []
+    assert settle(lambda: orphan_soffice() - before, set()) == set()
+    assert settle(zombies_and_converters, []) == []
