@@ -14,8 +14,16 @@ import time
 import zipfile
 from dataclasses import replace
 
-from gateway.errors import Permanent, RelayRejected, RelayTemporary, SpoolError, Transient
+from gateway.errors import (
+    Permanent,
+    RelayRejected,
+    RelayTemporary,
+    ScannerUnavailable,
+    SpoolError,
+    Transient,
+)
 from gateway.ingress.watch import deliver_watch_result
+from gateway.metrics import CLAMD_ERRORS, JOBS, REASONS, RELAY_ERRORS, STAGE_SECONDS
 from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
 from gateway.model import CleanFile
@@ -23,8 +31,7 @@ from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
 from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Job, Spool
-from gateway.store.repository import FINAL_STATUSES, Store
-from gateway.store.repository import _jsonable as jsonable
+from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
 
@@ -173,9 +180,14 @@ class Worker:
                 deliver_watch_result, self.settings.watch, job.meta, raw, result.files, report
             )
         await asyncio.to_thread(self.spool.done, job)
+        JOBS.labels(status).inc()
+        for stage, seconds in result.timings.items():
+            STAGE_SECONDS.labels(stage).observe(seconds)
         log.info("job=%s file %s outputs=%d", job.id, status, len(result.files))
 
     async def _record_report(self, job: Job, report: MessageReport) -> None:
+        for stage, seconds in report.timings.items():
+            STAGE_SECONDS.labels(stage).observe(seconds)
         await asyncio.to_thread(
             self.store.record_report,
             job.id,
@@ -190,7 +202,16 @@ class Worker:
 
     async def _deliver(self, job: Job, outcome: Deliver) -> None:
         meta = job.meta
-        result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
+        started = time.monotonic()
+        try:
+            result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
+        except RelayTemporary:
+            RELAY_ERRORS.labels("temporary").inc()
+            raise
+        except RelayRejected:
+            RELAY_ERRORS.labels("rejected").inc()
+            raise
+        STAGE_SECONDS.labels("relay").observe(time.monotonic() - started)
         if result.deferred and (result.accepted or result.rejected):
             # Only some recipients failed for now: retry just those.
             narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))
@@ -205,6 +226,7 @@ class Worker:
             self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1
         )
         await asyncio.to_thread(self.spool.done, job)
+        JOBS.labels("delivered").inc()
         log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))
 
     async def _quarantine(
@@ -223,6 +245,8 @@ class Worker:
         if self.settings.notice.withheld_notice and job.meta.kind == "mail":
             await self._notify_withheld(job, reason)
         await asyncio.to_thread(self.spool.done, job)
+        JOBS.labels("quarantined").inc()
+        REASONS.labels(reason).inc()
         log.warning("job=%s quarantined reason=%s", job.id, reason)
 
     async def _notify_withheld(self, job: Job, reason: str) -> None:
@@ -240,6 +264,8 @@ class Worker:
             log.warning("job=%s withheld notice not sent: %s", job.id, type(exc).__name__)
 
     async def _retry(self, job: Job, exc: Transient) -> None:
+        if isinstance(exc, ScannerUnavailable):
+            CLAMD_ERRORS.inc()
         age = time.time() - job.meta.received_at
         delivery = self.settings.delivery
         if age >= delivery.max_queue_lifetime:
@@ -253,4 +279,6 @@ class Worker:
             self.store.mark_deferred, job.id, exc.reason, exc.detail, job.meta.attempts + 1
         )
         await asyncio.to_thread(self.spool.defer, job, due)
+        JOBS.labels("deferred").inc()
+        REASONS.labels(exc.reason).inc()
         log.info("job=%s deferred reason=%s wait=%.0fs", job.id, exc.reason, wait)

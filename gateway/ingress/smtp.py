@@ -18,6 +18,7 @@ from typing import Any, AnyStr
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.errors import SpoolError
+from gateway.metrics import SMTP_REPLIES
 from gateway.settings import Settings, split_hostport
 from gateway.spool import JobMeta, Spool, new_id
 
@@ -127,6 +128,11 @@ class IntakeHandler:
         return self._depth
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await self._data(session, envelope)
+        SMTP_REPLIES.labels(reply[:3]).inc()
+        return reply
+
+    async def _data(self, session: Session, envelope: Envelope) -> str:
         job_id = new_id()
         try:
             if not envelope.rcpt_tos:

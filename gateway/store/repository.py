@@ -41,17 +41,17 @@ FINAL_STATUSES = frozenset({"delivered", "quarantined", "released", "deleted", "
 STATUSES = ("processing", "deferred", "delivered", "quarantined", "released", "deleted")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, frozenset):
-        return sorted(_jsonable(v) for v in value)
+        return sorted(jsonable(v) for v in value)
     return value
 
 
@@ -144,7 +144,7 @@ class Store:
             if row is None:
                 raise KeyError(mugai_id)
             for key, value in values.items():
-                setattr(row, key, _jsonable(value))
+                setattr(row, key, jsonable(value))
             row.updated_at = now()
 
     def _put_blob(self, s: Session, mugai_id: str, kind: str, data: bytes) -> None:

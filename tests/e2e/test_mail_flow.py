@@ -289,3 +289,32 @@ async def test_attachments_text_reencoded_and_executable_removed(
     text = body_text(msg)
     assert "納品書.txt" in text and "invoicefdp.exe" in text and "\u202e" not in text
     assert set(msg["X-Mugai-Sanitized"].split()) >= {"CONV_ATTACH", "DEL_ATTACH"}
+
+
+async def test_metrics_count_outcomes_and_stage_latencies(
+    gateway_factory: Any, smtp_sink: Sink
+) -> None:
+    import httpx
+
+    from gateway.api.main import create_app
+
+    gw = await gateway_factory(smtp_sink)
+    app = create_app(gw)
+
+    async def metric(client: httpx.AsyncClient, name: str) -> float:
+        # Prometheus text format: "<name>{<labels>} <value>", one sample per line.
+        for line in (await client.get("/metrics")).text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        before = await metric(client, 'mugai_jobs_total{outcome="delivered"}')
+        job_id = queue_id(await asend(gw, japanese_mail(), rcpt=RCPT))
+        await wait_status(gw, job_id, {"delivered"})
+        after = await metric(client, 'mugai_jobs_total{outcome="delivered"}')
+        assert after == before + 1
+        assert await metric(client, 'mugai_stage_seconds_count{stage="scan"}') >= 1
+        assert await metric(client, 'mugai_stage_seconds_count{stage="relay"}') >= 1
+        assert await metric(client, 'mugai_smtp_data_replies_total{code="250"}') >= 1

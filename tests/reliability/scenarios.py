@@ -652,7 +652,8 @@ async def disk_full(work: Path, clamd: str, *, count: int = 20) -> Row | None:
                     while True:
                         fh.write(b"\0" * 65536)
                         fh.flush()
-            big = [(i, mail(tag, i) + b"x" * 200_000 + b"\r\n", RCPTS[0]) for i in range(count)]
+            filler_lines = (b"x" * 998 + b"\r\n") * 200
+            big = [(i, mail(tag, i) + filler_lines, RCPTS[0]) for i in range(count)]
             full = await send_batch(port, big)
             tempfails = sum(1 for c, _ in full.values() if c == 451)
             partial = [p.name for p in gw.spool.tmp.iterdir()] + [
@@ -667,6 +668,7 @@ async def disk_full(work: Path, clamd: str, *, count: int = 20) -> Row | None:
             tally(row, acked, sink, tag, gw.store)
             row.notes += [
                 f"451 while full: {tempfails}/{count}",
+                f"replies while full: {sorted({r for _, r in full.values()})}",
                 f"partial spool files while full: {len(partial)}",
             ]
     finally:

@@ -9,7 +9,7 @@ import pytest
 
 from tests.plugins.gateway import asend
 from tests.plugins.smtp_sink import Sink
-from tests.reliability.scenarios import SENDER, backscatter, mail, mail_loop, start_sink, until
+from tests.reliability.scenarios import SENDER, backscatter, mail, mail_loop, until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -48,14 +48,18 @@ async def test_received_line_and_no_bounce_for_a_relay_rejection(
 async def test_refused_recipients_produce_no_mail_at_all(
     gateway_factory: object, smtp_sink: Sink
 ) -> None:
+    import asyncio
     import smtplib
 
     gw = await gateway_factory(smtp_sink)  # type: ignore[operator]
     _, port = gw.smtp_address
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-        c.ehlo("x.example")
-        c.mail(SENDER)
-        assert c.rcpt("victim@other.example")[0] == 550
+
+    def probe() -> int:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.ehlo("x.example")
+            c.mail(SENDER)
+            return c.rcpt("victim@other.example")[0]
+
+    assert await asyncio.to_thread(probe) == 550
     assert await until(lambda: gw.spool.depth() == 0, 2) and gw.store.counts_by_status() == {}
     assert smtp_sink.messages == []
-    _ = start_sink  # the sink of these tests is the fixture
