@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from gateway.ingress.smtp import start_smtp
@@ -81,6 +82,11 @@ class Gateway:
         return str(sock[0]), int(sock[1])
 
     async def start(self) -> None:
+        # Spool writes, database calls and clamd I/O go through the loop's default executor;
+        # size it for bursts rather than asyncio's cores+4 (sanitizing has its own pool).
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=64, thread_name_prefix="mugai-io")
+        )
         recovered = self.spool.recover()
         if recovered:
             log.warning("job=- recovered %d jobs claimed before a restart", recovered)
@@ -114,6 +120,7 @@ class Gateway:
             self._worker_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._worker_task
+        self.pipeline.close()
         # Claimed jobs go back to the queue on the next start (Spool.recover).
         close = getattr(self.office, "close", None)
         if self._own_office and callable(close):

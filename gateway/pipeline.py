@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
 from gateway.mime import html as html_mod
@@ -25,6 +28,7 @@ from gateway.settings import Settings
 from gateway.spool import JobMeta
 
 MAX_HOPS_THROUGH_US = 3
+T = TypeVar("T")
 
 
 class Scanner(Protocol):
@@ -225,6 +229,18 @@ class Pipeline:
         self.settings = settings
         self.scanner = scanner
         self.office = office
+        # Sanitizing can block a thread for minutes (LibreOffice, big PDFs): its own pool, so
+        # it never starves the threads that do the SMTP intake's spool writes.
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.delivery.workers, thread_name_prefix="mugai-sanitize"
+        )
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _in_pool(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, partial(func, *args, **kwargs))
 
     async def process(self, meta: JobMeta, raw: bytes) -> Outcome:
         base = MessageReport(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
@@ -235,9 +251,7 @@ class Pipeline:
             report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
             return Quarantine("virus_found", scan.signature, report)
         try:
-            result = await asyncio.to_thread(
-                sanitize_message, raw, meta, self.settings, self.office
-            )
+            result = await self._in_pool(sanitize_message, raw, meta, self.settings, self.office)
         except Permanent as exc:
             report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
             return Quarantine(exc.reason, exc.detail, report)
@@ -256,7 +270,7 @@ class Pipeline:
         ctx = Context(
             limits=limits, pages=PageBudget(limits.max_pages_per_message), office=self.office
         )
-        report, files = await asyncio.to_thread(
+        report, files = await self._in_pool(
             sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
         )
         timings = {

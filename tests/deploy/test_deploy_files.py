@@ -41,7 +41,7 @@ def test_lint_passes_on_the_shipped_files() -> None:
         ("Dockerfile", "USER 10001:10001", "USER 10001:10001\nRUN cd /tmp && true"),
         ("deploy/compose.yml", "    restart: unless-stopped\n", "    restrat: unless-stopped\n"),
         ("deploy/systemd/mugai.service", "ProtectSystem=strict", "ProtectSystm=strict"),
-        ("deploy/systemd/mugai.service", "PrivateTmp=yes\n", ""),
+        ("deploy/systemd/mugai.service", "CapabilityBoundingSet=\n", ""),
     ],
     ids=["dockerfile-cd", "compose-typo", "unit-typo", "unit-weaker"],
 )
@@ -119,7 +119,6 @@ def test_dockerfile_runtime_stage_checklist() -> None:
 
 def test_dockerignore_keeps_data_and_secrets_out_of_the_build_context() -> None:
     lines = (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
-    assert lines[[line for line in lines if not line.startswith("#")].index("*") + 1 :]
     assert "*" in lines  # allow-list: only what the build needs
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
     assert allowed <= {"pyproject.toml", "gateway", "config/gateway.example.toml"}
@@ -145,8 +144,8 @@ def test_compose_services_volumes_and_ports() -> None:
     assert "./gateway.toml:/etc/mugai/gateway.toml:ro" in volumes
     # Published on one configured address each, never on every interface.
     for port in mugai["ports"]:
-        host = port.split(":")[0]
-        assert host.startswith("${") and host.endswith("127.0.0.1}"), port
+        host = port.rsplit(":", 2)[0]
+        assert host.startswith("${") and host.endswith(":-127.0.0.1}"), port
     assert "ALL" in mugai["cap_drop"]
     assert "no-new-privileges:true" in mugai["security_opt"]
     assert "user" not in mugai, "the image's non-root user must not be overridden"

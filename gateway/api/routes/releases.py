@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from email.header import Header
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
 from gateway.api.deps import GatewayDep, http_error, require
+from gateway.api.release_flow import approve_and_send
 from gateway.api.schemas import (
     ID_PATTERN,
     MAX_LIMIT,
@@ -24,7 +24,6 @@ from gateway.api.schemas import (
     ReleaseRequestList,
     ReleaseRequestOut,
 )
-from gateway.errors import MugaiError
 from gateway.store.errors import StoreError
 from gateway.store.tokens import Principal
 
@@ -33,14 +32,6 @@ router = APIRouter(tags=["releases"])
 
 Rid = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 RequestStatus = Literal["pending", "approved", "released", "failed", "rejected"]
-
-
-def released_copy(original: bytes, approver: str) -> bytes:
-    """The original, untouched, under one added header naming who released it."""
-    newline = b"\r\n" if b"\r\n" in original[:4096] else b"\n"
-    # Names are validated word characters; non-ASCII ones are RFC 2047 encoded.
-    value = Header(approver, "utf-8").encode() if not approver.isascii() else approver
-    return b"X-Mugai-Released-By: " + value.encode("ascii") + newline + original
 
 
 @router.post(
@@ -104,33 +95,14 @@ async def approve(
     body: Annotated[ApproveIn | None, Body()] = None,
 ) -> Any:
     body = body or ApproveIn()
-    store = gw.store
     try:
-        req, msg, original = await asyncio.to_thread(
-            store.approve_release, rid, who, body.rcpt_tos, body.reason
+        outcome = await approve_and_send(
+            gw.store, gw.relay, rid, who, body.rcpt_tos, body.reason
         )
     except StoreError as exc:
         raise http_error(exc) from exc
-    data = released_copy(original, who.name)
-    result: dict[str, Any]
-    try:
-        sent = await gw.relay.send(msg.mail_from, tuple(req.rcpt_tos), data)
-        result = {
-            "accepted": list(sent.accepted),
-            "rejected": dict(sent.rejected),
-            "deferred": dict(sent.deferred),
-        }
-        ok = bool(sent.accepted)
-    except MugaiError as exc:
-        result, ok = {"error": exc.reason, "detail": exc.detail[:500]}, False
-    except Exception as exc:  # noqa: BLE001 - recorded as a failed release, never a 500
-        log.exception("job=%s release delivery failed", msg.id)
-        result, ok = {"error": "internal_error", "detail": type(exc).__name__}, False
-    await asyncio.to_thread(store.finish_release, rid, who, ok, result)
-    log.info("job=%s release request=%s by=%s ok=%s", msg.id, rid, who.name, ok)
-    row = await asyncio.to_thread(store.release_request, rid)
-    out = ReleaseRequestOut.model_validate(row)
-    if not ok:
+    out = ReleaseRequestOut.model_validate(outcome.request)
+    if not outcome.ok:
         return JSONResponse(out.model_dump(mode="json"), status_code=502)
     return out
 

@@ -1,0 +1,127 @@
+"""Jinja2 rendering with autoescape, Japanese labels and the console's security headers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from starlette.responses import HTMLResponse
+
+from gateway.api.console.query import JST
+
+HERE = Path(__file__).resolve().parent
+
+# Every console response: no framing, no inline script, no referrer leaking ids to elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+        "form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+STATUS_LABELS = {
+    "processing": "処理中",
+    "deferred": "再送待ち",
+    "delivered": "配送済み",
+    "quarantined": "隔離",
+    "released": "解放済み",
+    "deleted": "原本削除済み",
+    "done": "完了",
+    "withheld": "保留",
+}
+ACTION_LABELS = {
+    "kept": "再符号化して通過",
+    "converted": "変換（無害化）",
+    "removed": "削除",
+    "body": "本文として使用",
+}
+REQUEST_LABELS = {
+    "pending": "承認待ち",
+    "approved": "承認済み（配送中）",
+    "released": "解放済み",
+    "failed": "配送失敗",
+    "rejected": "却下",
+}
+ROLE_LABELS = {
+    "viewer": "閲覧者",
+    "operator": "運用担当",
+    "approver": "承認者",
+    "auditor": "監査担当",
+    "admin": "管理者",
+}
+ERROR_TEXT = {
+    "approver_is_requester": "申請者本人は承認・却下できません（二人承認のため、別の承認者が必要です）。",
+    "reason_required": "解放の理由を入力してください。",
+    "original_deleted": "原本は削除済みです。",
+    "message_in_progress": "処理中のメールは解放できません。",
+    "not_a_mail": "ファイルは解放の対象ではありません。",
+    "message_not_found": "メールが見つかりません。",
+    "request_not_found": "解放申請が見つかりません。",
+    "recipient_not_in_original": "元の宛先以外には解放できません。",
+    "csrf_failed": "フォームが無効です（期限切れ、または不正な送信）。ページを開き直してください。",
+    "foreign_origin": "他のサイトからの送信は受け付けません。",
+    "forbidden": "この操作を行う権限がありません。",
+    "form_too_large": "入力が大きすぎます。",
+    "form_expected": "フォームの形式が正しくありません。",
+    "bad_form": "フォームの内容を読み取れません。",
+    "invalid_token": "トークンが正しくないか、失効しています。",
+    "not_found": "ページが見つかりません。",
+    "relay_failed": "中継サーバーへの配送に失敗しました。後で再度承認できます。",
+}
+
+
+def jst(value: datetime | None) -> str:
+    if value is None:
+        return ""
+    aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return aware.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def size(value: int) -> str:
+    if value < 1024:
+        return f"{value} B"
+    if value < 1024 * 1024:
+        return f"{value / 1024:.1f} KiB"
+    return f"{value / (1024 * 1024):.1f} MiB"
+
+
+def error_text(reason: str) -> str:
+    if reason.startswith("request_") and reason not in ERROR_TEXT:
+        return "この解放申請は既に処理されています。"
+    return ERROR_TEXT.get(reason, "操作できませんでした。")
+
+
+def _env() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(HERE / "templates"),
+        autoescape=True,  # every template is HTML; nothing from a message is trusted
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(jst=jst, size=size)
+    env.globals.update(
+        STATUS_LABELS=STATUS_LABELS,
+        ACTION_LABELS=ACTION_LABELS,
+        REQUEST_LABELS=REQUEST_LABELS,
+        ROLE_LABELS=ROLE_LABELS,
+        error_text=error_text,
+    )
+    return env
+
+
+ENV = _env()
+
+
+def page(
+    template: str, context: dict[str, Any], status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    html = ENV.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers={**NO_STORE, **(headers or {})})
