@@ -26,7 +26,7 @@ ENV LANG=C.UTF-8 \
 # tini is PID 1: soffice.bin is re-parented to PID 1 when a converter group is killed, and
 # something must reap it. LibreOffice runs under Debian's python3 (python3-uno); fonts-noto-cjk
 # or Japanese renders as tofu; bubblewrap gives converters a network namespace when the
-# container's seccomp/AppArmor policy allows user namespaces (see deploy/README.md).
+# container's seccomp/AppArmor policy allows user namespaces (docs/operations.md §2).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \

@@ -182,6 +182,17 @@ def cmdline(pid: int) -> str:
         return ""
 
 
+def short_command(pid: int) -> str:
+    """The program (and module, for ``python -m``) a pid runs, without its arguments."""
+    args = cmdline(pid).split()
+    if not args:
+        return "?"
+    name = Path(args[0]).name
+    if "-m" in args[:-1]:
+        name += " -m " + args[args.index("-m") + 1]
+    return name
+
+
 def count_matching(root: int, needle: str) -> int:
     """How many descendants of ``root`` have ``needle`` in their command line."""
     return sum(1 for pid in descendants(root) if needle in cmdline(pid))
@@ -195,12 +206,19 @@ class RssSampler:
     peak_self: float = 0.0
     peak_children_sum: float = 0.0
     peak_child_max: float = 0.0
+    peak_child_name: str = ""  # command of the largest descendant, for the report
     samples: int = 0
 
     def sample(self) -> None:
         self.samples += 1
         self.peak_self = max(self.peak_self, rss_mib(self.pid))
-        sizes = [rss_mib(p) for p in descendants(self.pid)]
+        # A child between fork and exec still shows the parent's command and its (shared)
+        # pages: not a converter, and counting it would double the parent.
+        own = cmdline(self.pid)
+        sizes = {p: rss_mib(p) for p in descendants(self.pid) if cmdline(p) != own}
         if sizes:
-            self.peak_children_sum = max(self.peak_children_sum, sum(sizes))
-            self.peak_child_max = max(self.peak_child_max, max(sizes))
+            self.peak_children_sum = max(self.peak_children_sum, sum(sizes.values()))
+            pid = max(sizes, key=sizes.__getitem__)
+            if sizes[pid] > self.peak_child_max:
+                self.peak_child_max = sizes[pid]
+                self.peak_child_name = short_command(pid)

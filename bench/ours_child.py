@@ -20,11 +20,11 @@ def main(argv: list[str]) -> int:
     from gateway.sanitize.sandbox import peak_rss_mb
     from gateway.settings import load_settings
 
-    data_dir = tempfile.mkdtemp(prefix="mugai-bench-data-")
-    settings = load_settings(None, storage={"data_dir": data_dir})
-    started = time.monotonic()
-    report, _ = sanitize_paths([src], out_dir, settings)
-    seconds = time.monotonic() - started
+    with tempfile.TemporaryDirectory(prefix="mugai-bench-data-") as data_dir:
+        settings = load_settings(None, storage={"data_dir": data_dir})
+        started = time.monotonic()
+        report, _ = sanitize_paths([src], out_dir, settings)
+        seconds = time.monotonic() - started
     outputs = [Path(p) for item in report["items"] for p in item.get("outputs", [])]
     me, kids = peak_rss_mb()
     print(

@@ -17,9 +17,9 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
-from gateway.mime import html as html_mod
+from gateway.mime.body import compose_body
 from gateway.mime.notice import render_notice
-from gateway.mime.parse import ParsedMessage, parse_message
+from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
 from gateway.model import Action, CleanFile, PartReport, ScanResult
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
@@ -79,48 +79,6 @@ class FileResult:
 class SanitizedMessage:
     data: bytes
     report: MessageReport
-
-
-def _quote(text: str, level: int) -> str:
-    if level <= 0:
-        return text
-    prefix = "> " * level
-    return "\n".join(prefix + line for line in text.splitlines())
-
-
-def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport]]:
-    """Plain text of all body parts; (text, html_converted, links_disarmed, reports)."""
-    chunks: list[str] = []
-    html_converted = False
-    links = 0
-    reports: list[PartReport] = []
-    for body in parsed.bodies:
-        if body.kind == "headers":
-            chunks.append(_quote(body.text, body.quote_level))
-            continue
-        if body.kind == "html":
-            converted = html_mod.html_to_text(body.text)
-            text, count = converted.text, converted.links_disarmed
-            html_converted = True
-            reasons: tuple[str, ...] = ("html_to_text",)
-        else:
-            text, count = html_mod.defang_text(body.text)
-            reasons = ()
-        if count:
-            reasons = (*reasons, "links_disarmed")
-        links += count
-        chunks.append(_quote(text.rstrip(), body.quote_level))
-        reports.append(
-            PartReport(
-                index="body",
-                filename="本文 / body",
-                declared_type=f"text/{body.kind}",
-                detected_type=f"text/{body.kind}; charset={body.charset}",
-                action=Action.BODY,
-                reasons=reasons,
-            )
-        )
-    return "\n\n".join(c for c in chunks if c), html_converted, links, reports
 
 
 def sanitize_message(

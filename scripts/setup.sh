@@ -15,6 +15,9 @@ PACKAGES=(
   bubblewrap util-linux         # network isolation for converters (unshare/bwrap)
   swaks                         # SMTP testing by hand
   chromium chromium-driver      # web console tests
+  postfix                       # Postfix interoperation tests (private instances, not port 25)
+  docker-compose logrotate systemd  # deploy lint: compose config, logrotate -d, systemd-analyze
+  openssl                       # test certificates for STARTTLS
 )
 
 SUDO=""
@@ -27,6 +30,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   $SUDO apt-get update -qq
+  # Postfix: no system-wide configuration (the tests run private instances).
+  echo "postfix postfix/main_mailer_type select No configuration" | $SUDO debconf-set-selections
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 

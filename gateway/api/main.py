@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 
+from gateway.api import console
 from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens
@@ -23,6 +24,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.middleware("http")(auth_middleware)
     for module in (health, messages, releases, audit, tokens, files):
         app.include_router(module.router)
+    console.install(app)  # the web console at / (same store, roles and release flow)
 
     @app.middleware("http")
     async def _no_sniff(

@@ -22,7 +22,7 @@ from gateway.errors import (
 )
 from gateway.mime.detect import detect
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
-from gateway.sanitize import archive, image, office, pdf, text, tnef
+from gateway.sanitize import archive, eml, image, office, pdf, text, tnef
 from gateway.sanitize.base import ALLOWED_OUTPUT_TYPES, Context, Sanitizer
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ REGISTRY: Mapping[str, Sanitizer] = {
     **{kind: image.sanitize_image for kind in _IMAGE_KINDS},
     **{kind: archive.sanitize_archive for kind in _ARCHIVE_KINDS},
     "tnef": tnef.sanitize_tnef,
+    "eml": eml.sanitize_eml,
 }
 
 # Magic prefixes of what each allowed output type must look like.

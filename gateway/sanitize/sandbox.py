@@ -73,11 +73,13 @@ _probe_done = False
 
 # `unshare --net` (util-linux) first: it execs the target directly, so the pid we hold is the
 # real child, signals and exit codes pass through unchanged, and nothing else is mounted or
-# remapped. It needs CAP_SYS_ADMIN (we run as root in the container). bubblewrap is the fallback
-# for unprivileged deployments where user namespaces are allowed. A pid namespace is deliberately
-# not used: the child would become PID 1 and ignore default-action signals such as SIGXCPU.
+# remapped. It needs CAP_SYS_ADMIN (root, e.g. in CI). Unprivileged deployments (the systemd
+# unit and the container run as a dedicated user) get the same through an unprivileged user
+# namespace mapping only the current user; bubblewrap is the last fallback. A pid namespace is
+# deliberately not used: the child would become PID 1 and ignore signals such as SIGXCPU.
 _CANDIDATES: tuple[list[str], ...] = (
     ["unshare", "--net", "--"],
+    ["unshare", "--user", "--map-current-user", "--net", "--"],
     ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--die-with-parent", "--"],
 )
 

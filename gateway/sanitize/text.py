@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway.errors import PartTooLarge
 from gateway.mime import charset
+from gateway.mime.body import strip_controls
 from gateway.mime.html import html_to_text
 from gateway.model import Action, CleanFile, Detected, SanitizeResult
 from gateway.sanitize.base import Context
@@ -12,19 +13,11 @@ from gateway.sanitize.names import clean_name
 _MAX_TEXT_BYTES = 50 * 1024 * 1024
 
 
-_DROP = {c: None for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]}
-
-
-def _strip_controls(text: str) -> str:
-    # C0/C1 controls (other than tab and line breaks) can hide content or confuse viewers.
-    return text.translate(_DROP)
-
-
 def sanitize_text(data: bytes, filename: str, detected: Detected, ctx: Context) -> SanitizeResult:
     if len(data) > _MAX_TEXT_BYTES:
         raise PartTooLarge(f"text of {len(data)} bytes")
     text, used = charset.decode_bytes(data, None)
-    text = _strip_controls(text.lstrip("\ufeff"))
+    text = strip_controls(text.lstrip("\ufeff"))
     is_csv = detected.kind == "csv"
     name = clean_name(filename or "attachment", ".csv" if is_csv else ".txt")
     ctype = "text/csv" if is_csv else "text/plain"
@@ -46,7 +39,7 @@ def sanitize_html_attachment(
     name = clean_name(filename or "attachment", ".txt")
     reasons = ("html_to_text",) + (("links_disarmed",) if result.links_disarmed else ())
     return SanitizeResult(
-        files=(CleanFile(name, "text/plain", _strip_controls(result.text).encode("utf-8")),),
+        files=(CleanFile(name, "text/plain", strip_controls(result.text).encode("utf-8")),),
         action=Action.CONVERTED,
         reasons=reasons,
     )

@@ -50,9 +50,6 @@ def check_origin(request: Request) -> None:
 
 async def read_form(request: Request) -> dict[str, str]:
     """An urlencoded body of at most MAX_FORM_BYTES and MAX_FIELDS; first value wins."""
-    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        raise FormError(415, "form_expected")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_FORM_BYTES:
         raise FormError(413, "form_too_large")
@@ -61,6 +58,11 @@ async def read_form(request: Request) -> dict[str, str]:
         body += chunk
         if len(body) > MAX_FORM_BYTES:
             raise FormError(413, "form_too_large")
+    if not body:
+        return {}  # e.g. a bare POST: the missing CSRF token is what gets reported
+    ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        raise FormError(415, "form_expected")
     try:
         pairs = parse_qsl(
             body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS,

@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.api.console import csrf
 from gateway.api.console.preview import Preview, preview
 from gateway.api.console.query import parse
-from gateway.api.console.render import HERE, page
+from gateway.api.console.render import HERE, error_text, page
 from gateway.api.console.session import COOKIE, LOGIN_COOKIE, Session, SessionStore
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
@@ -97,9 +97,9 @@ async def current(request: Request, permission: str = "") -> Session:
 
 async def posted(request: Request, permission: str = "") -> tuple[Session, dict[str, str]]:
     """A state-changing form: origin, session, then the synchronizer token, then the role."""
-    csrf.check_origin(request)
     session = await current(request)
     try:
+        csrf.check_origin(request)
         form = await csrf.read_form(request)
         csrf.check_token(session.csrf, form)
     except csrf.FormError as exc:
@@ -199,7 +199,8 @@ async def logout(request: Request) -> Response:
     session, _form = await posted(request)
     sessions(request).drop(session.id)
     response = see_other("/login")
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    if COOKIE in request.cookies:  # a stale id; a request without one clears nothing
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
 
 
@@ -309,7 +310,9 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
     gw = ports(request)
     try:
         if approve:
-            outcome = await approve_and_send(gw.store, gw.relay, rid, session.principal, None, reason)
+            outcome = await approve_and_send(
+                gw.store, gw.relay, rid, session.principal, None, reason
+            )
             row, ok = outcome.request, outcome.ok
         else:
             row = await asyncio.to_thread(gw.store.reject_release, rid, session.principal, reason)
@@ -321,7 +324,7 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
     elif ok:
         session.notice("ok", f"承認しました。原本を {len(row.rcpt_tos)} 件の宛先へ配送しました。")
     else:
-        session.notice("error", "承認しましたが、中継サーバーへの配送に失敗しました。再度承認できます。")
+        session.notice("error", error_text("relay_failed"))
     return see_other(f"/messages/{row.message}")
 
 
@@ -374,5 +377,6 @@ async def on_console_error(request: Request, exc: Exception) -> Response:
 
 async def on_sign_in_required(request: Request, exc: Exception) -> Response:
     response = see_other("/login")
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    if COOKIE in request.cookies:  # a stale id; a request without one clears nothing
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response
