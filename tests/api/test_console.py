@@ -393,7 +393,8 @@ async def test_the_requester_cannot_approve_their_own_request(console: Console) 
     await approver.post(f"/messages/{mid}/release-requests", {"reason": "自分で申請"})
     (req,) = console.gw.store.release_requests()
     page = (await approver.page(f"/messages/{mid}")).text
-    assert "ご自身の申請は承認できません" in page and f"/release-requests/{req.id}/approve" not in page
+    assert "ご自身の申請は承認できません" in page
+    assert f"/release-requests/{req.id}/approve" not in page
     for action in ("approve", "reject"):
         r = await approver.post(f"/release-requests/{req.id}/{action}")
         assert r.status_code == 403 and "申請者本人は承認・却下できません" in r.text
@@ -401,7 +402,7 @@ async def test_the_requester_cannot_approve_their_own_request(console: Console) 
     other = await console.sign_in("approver2")
     r = await other.post(f"/release-requests/{req.id}/reject", {"reason": "不要"})
     assert r.status_code == 303
-    assert console.gw.store.release_request(req.id).status == "rejected"  # type: ignore[union-attr]
+    assert console.gw.store.release_request(req.id).status == "rejected"
     r = await other.post(f"/release-requests/{req.id}/approve")
     assert r.status_code == 409 and "既に処理されています" in r.text
     assert console.sink.messages == []
@@ -421,3 +422,26 @@ async def test_relay_failure_is_shown_and_can_be_retried(console: Console) -> No
     console.sink.data_reply = None
     r = await approver.post(f"/release-requests/{req.id}/approve")
     assert r.status_code == 303 and len(console.sink.messages) == 1
+
+
+def test_session_store_expires_and_stays_bounded() -> None:
+    from gateway.store.tokens import Principal
+
+    who = Principal(1, "viewer", "viewer")
+    expired = SessionStore(idle=-1)
+    assert expired.get(expired.create(who).id) is None
+    small = SessionStore(limit=2)
+    first, second, third = (small.create(who) for _ in range(3))
+    assert small.get(first.id) is None and len(small) == 2
+    assert small.get(second.id) is second and small.get(third.id) is third
+    assert small.get("x" * 500) is None and small.get(None) is None
+    small.drop_token(1)
+    assert len(small) == 0
+
+
+async def test_uploaded_file_detail_has_no_mail_preview(console: Console) -> None:
+    mid = add_message(console.gw.store, kind="file", filename="<b>報告書</b>.pdf")
+    operator = await console.sign_in("operator")
+    r = await operator.page(f"/messages/{mid}")
+    assert r.status_code == 200 and "本文プレビューはありません" in r.text
+    assert "&lt;b&gt;報告書&lt;/b&gt;.pdf" in r.text and "request-form" not in r.text
