@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
+import os
 import shutil
 import sys
 import tempfile
@@ -45,13 +46,22 @@ def _module(name: str) -> ModuleType:
     return importlib.import_module(f"bench.{name}")
 
 
-def section(results: list[Result], failures: dict[str, str], quick: bool, argv: list[str]) -> str:
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"{one:.1f} (1 min), {five:.1f} (5 min)"
+
+
+def section(
+    results: list[Result], failures: dict[str, str], quick: bool, argv: list[str], load: str
+) -> str:
     now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     lines = [
         f"## {now} — {'quick' if quick else 'full'} run",
         "",
         f"- machine: {machine_line()}",
         f"- commit: `{git_commit()}`",
+        f"- load average at start: {load}; at end: {_load()} (other work on the machine skews "
+        "absolute numbers; ratios less so)",
         f"- command: `{' '.join(['python -m bench.run', *argv])}`",
         "",
     ]
@@ -81,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     results: list[Result] = []
     failures: dict[str, str] = {}
+    load = _load()
     work_root = Path(tempfile.mkdtemp(prefix="mugai-bench-"))
     try:
         for name in names:
@@ -111,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[bench] work directory kept: {work_root}", file=sys.stderr)
         else:
             shutil.rmtree(work_root, ignore_errors=True)
-    append(args.output, section(results, failures, args.quick, argv))
+    append(args.output, section(results, failures, args.quick, argv, load))
     print(f"[bench] appended to {args.output}", file=sys.stderr)
     return 1 if failures else 0
 

@@ -34,8 +34,7 @@ def signature(exc: BaseException) -> str:
     frames = traceback.extract_tb(exc.__traceback__)
     ours = [f for f in frames if "/gateway/" in f.filename] or frames[-1:]
     where = f"{Path(ours[-1].filename).name}:{ours[-1].lineno}" if ours else "?"
-    message = str(exc).splitlines()[0][:120] if str(exc) else ""
-    return f"{type(exc).__name__} at {where}: {message}"
+    return f"{type(exc).__name__} at {where}"
 
 
 def _counted(
@@ -85,7 +84,8 @@ def hypothesis_run(seconds: float) -> dict[str, Any]:
                 found = list(exc.exceptions) if isinstance(exc, ExceptionGroup) else [exc]
                 for one in found:
                     sig = f"{name}: {signature(one)}"
-                    notes = "\n".join(getattr(one, "__notes__", []))[:2000]
+                    notes = str(one).splitlines()[0][:200] if str(one) else ""
+                    notes += "\n" + "\n".join(getattr(one, "__notes__", []))[:2000]
                     entry = findings.setdefault(sig, {"count": 0, "example": notes})
                     entry["count"] += 1
     return {"engine": "hypothesis", "inputs": sum(counts.values()), "per_target": counts,
@@ -142,8 +142,9 @@ def atheris_run(seconds: float) -> dict[str, Any]:
         if findings_file.exists():
             for line in findings_file.read_text().splitlines():
                 item = json.loads(line)
-                entry = findings.setdefault(item["signature"], {"count": 0,
-                                                                "example": item["example"]})
+                entry = findings.setdefault(
+                    item["signature"], {"count": 0, "example": item["example"]}
+                )
                 entry["count"] += 1
         if done.returncode != 0 and not runs:
             findings.setdefault("atheris: engine stopped", {"count": 1,

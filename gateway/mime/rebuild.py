@@ -6,30 +6,47 @@ import email.policy
 import email.utils
 import re
 import time
+import unicodedata
 from collections.abc import Iterable
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 
 from gateway.model import CleanFile
 
-_CTRL = re.compile(r"[\x00-\x1f\x7f]+")
+_CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # incl. what str.splitlines() splits on
 _MSGID = re.compile(r"<[^<>\s]{1,500}>")
+# What we are willing to write back as an address: no specials, no whitespace, and nothing
+# that looks like an encoded-word (those come from broken headers the parser mis-split).
+_LOCAL = re.compile(r"^[^\s\"<>()\[\]\\,;:@]{1,64}$")
+_DOMAIN = re.compile(r"^[^\s\"<>()\[\]\\,;:@=?]{1,253}$")
 # SMTP policy: CRLF, RFC 2047/2231 for non-ASCII (the relay may not speak SMTPUTF8).
 POLICY = email.policy.SMTP.clone(max_line_length=998)
 SANITIZED_HEADER = "X-Mugai-Sanitized"
 
 
 def _one_line(value: str, limit: int = 2000) -> str:
-    return _CTRL.sub(" ", value).strip()[:limit]
+    """One header line: controls and line separators become spaces; invisible format
+    characters (bidi overrides, zero-width) and lone surrogates go, as they only serve
+    spoofing and trip the stdlib's header folding."""
+    text = _CTRL.sub(" ", value[: limit * 2])
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cs"))
+    return text.strip()[:limit]
 
 
 def _addresses(pairs: list[tuple[str, str]]) -> list[Address]:
     out: list[Address] = []
     for raw_name, raw_addr in pairs[:200]:
-        name = _one_line(raw_name, 200)
+        # A literal "=?" (left from a broken encoded-word) would be decoded again by the
+        # header parser and can break folding; a space keeps it readable and inert.
+        name = _one_line(raw_name, 200).replace("=?", "= ?")
         addr = _one_line(raw_addr, 320).strip("<> ")
         try:
             local, _, domain = addr.rpartition("@")
+            if local and domain and ("=?" in local or not _LOCAL.match(local)):
+                local = domain = ""  # not an address we can vouch for: keep the name only
+            if domain and not _DOMAIN.match(domain):
+                local = domain = ""
             if local and domain:
                 out.append(Address(display_name=name, username=local, domain=domain))
             elif name:
@@ -71,7 +88,12 @@ def build_message(
             _set_address_header(msg, header, addresses[key])
     subject = _one_line(headers.get("subject", ""), 1000)
     if subject:
-        msg["Subject"] = subject
+        if "=?" in subject:
+            # Decoded text that merely looks like an encoded-word would be decoded again by
+            # the header parser (and can break its folding): encode it ourselves, opaque.
+            msg["Subject"] = Header(subject, "utf-8").encode(maxlinelen=76).replace("\n", "")
+        else:
+            msg["Subject"] = subject
     date = headers.get("date", "")
     try:
         parsed = email.utils.parsedate_to_datetime(_one_line(date)) if date else None

@@ -120,9 +120,7 @@ def fault_sanitizer(data: bytes, filename: str, detected: Detected, ctx: Context
             raise ConversionTimeout("converter hung")
         raise ConversionFailed(f"hang fault ended with {result.returncode}")
     if fault == "memory":  # allocates far beyond RLIMIT_AS
-        result = sandbox.run(
-            _python("x = bytearray(2 * 1024 ** 3)"), stdin=b"", limits=_LIMITS
-        )
+        result = sandbox.run(_python("x = bytearray(2 * 1024 ** 3)"), stdin=b"", limits=_LIMITS)
         raise ConversionFailed(f"converter died ({result.killed or result.returncode})")
     if fault == "garbage":  # labels non-PDF bytes as a PDF: the registry must catch it
         return SanitizeResult(
@@ -201,9 +199,7 @@ def zombies_and_converters(root: int | None = None) -> list[tuple[int, str, str]
     """Children left behind: zombies, soffice, or the fault plugins' own programs."""
     suspicious = ("soffice", "oosplash", "sleep", "yes", "python")
     return [
-        p
-        for p in descendants(root)
-        if p[2] == "Z" or any(p[1].startswith(s) for s in suspicious)
+        p for p in descendants(root) if p[2] == "Z" or any(p[1].startswith(s) for s in suspicious)
     ]
 
 
@@ -222,11 +218,11 @@ def orphan_soffice() -> set[int]:
     return found
 
 
-def settle(check: Callable[[], T], empty: T, seconds: float = 5.0) -> T:
-    """Poll ``check`` until it returns ``empty`` (a SIGKILLed process takes a moment to go)."""
+def settle(check: Callable[[], T], seconds: float = 5.0) -> T:
+    """Poll ``check`` until its result is empty (a SIGKILLed process takes a moment to go)."""
     deadline = time.monotonic() + seconds
     value = check()
-    while value != empty and time.monotonic() < deadline:
+    while value and time.monotonic() < deadline:
         time.sleep(0.1)
         value = check()
     return value

@@ -269,7 +269,11 @@ async def crash_burst(
     try:
         for n in range(kills):
             target = total * (n + 1) // (kills + 1)
-            await until(lambda: len(acked) + len(refused) >= target, 300)
+
+            def reached(t: int = target) -> bool:
+                return len(acked) + len(refused) >= t
+
+            await until(reached, 300)
             ready.clear()
             proc.kill9()
             proc = GatewayProcess(config, work / f"gw{n + 1}.log")
@@ -383,6 +387,8 @@ async def relay_expiry(work: Path, clamd: str, *, count: int = 20) -> Row:
                 return all(s == "quarantined" for s in statuses(gw.store, acked.values()).values())
 
             await until(all_quarantined, 120, gw)
+            # The record is written before the spool copy goes (after the withheld notice).
+            await until(lambda: gw.spool.depth() == 0, 30, gw)
             tally(row, acked, sink, tag, gw.store)
             reasons = {tuple(r.reasons) for j in acked.values() if (r := gw.store.get(j))}
             row.notes += [
@@ -561,15 +567,17 @@ async def converter_faults(work: Path, clamd: str, *, rounds: int = 1) -> Row:
                         continue
                     parts = [p for p in rec.parts if p.get("filename") == f"{fault}.pdf"]
                     got = parts[0]["reasons"] if parts else None
-                    if not parts or parts[0]["action"] != "removed" or got != [
-                        EXPECTED_REASON[fault]
-                    ]:
+                    if (
+                        not parts
+                        or parts[0]["action"] != "removed"
+                        or got != [EXPECTED_REASON[fault]]
+                    ):
                         wrong.append(f"{fault}: {got}")
                 for m in sink.messages:
                     msg = check_delivered(m.data)
                     if any(True for _ in msg.iter_attachments()):
                         wrong.append("an attachment was delivered")
-        left = await asyncio.to_thread(settle, zombies_and_converters, [])
+        left = await asyncio.to_thread(settle, zombies_and_converters)
     finally:
         stop_sink(sink)
     row.notes += [

@@ -14,9 +14,9 @@ from gateway.sanitize.registry import REGISTRY, sanitize_part
 from gateway.settings import SanitizeSettings
 from tests.reliability.fakes import (
     FAULTS,
+    fault_sanitizer,
     orphan_soffice,
     settle,
-    fault_sanitizer,
     tiny_pdf,
     zombies_and_converters,
 )
@@ -37,7 +37,7 @@ def test_each_fault_removes_the_part_with_its_reason(fault: str) -> None:
     assert files == ()
     assert report.action is Action.REMOVED
     assert report.reasons == (EXPECTED_REASON[fault],)
-    assert settle(zombies_and_converters, []) == []
+    assert settle(zombies_and_converters) == []
 
 
 async def test_faults_through_the_whole_gateway(tmp_path: Path, clamd_address: str) -> None:
@@ -68,5 +68,5 @@ def test_real_libreoffice_timeout_leaves_no_soffice(pool: int) -> None:
         assert report.reasons[0] in ("conversion_timeout", "conversion_failed"), report
     else:
         assert all(f.content_type == "application/pdf" for f in files)
-    assert settle(lambda: orphan_soffice() - before, set()) == set()
-    assert settle(zombies_and_converters, []) == []
+    assert settle(lambda: orphan_soffice() - before) == set()
+    assert settle(zombies_and_converters) == []

@@ -28,7 +28,6 @@ async def test_tokens_on_the_real_listener(gateway_factory: Any, smtp_sink: Sink
             bad_headers: list[dict[str, str]] = [
                 {},
                 {"Authorization": "Bearer"},
-                {"Authorization": "Bearer "},
                 {"Authorization": "Bearer wrong-token"},
                 {"Authorization": f"Basic {viewer}"},
                 {"Authorization": f"Bearer {viewer}x"},

@@ -79,12 +79,16 @@ def attachment_mail(filename: str, data: bytes, subtype: str = "octet-stream") -
     """Raw MIME with the name RFC 2231-encoded, so any byte (CR, LF, NUL) can be in it."""
     encoded = "".join(f"%{b:02X}" for b in filename.encode("utf-8"))
     return (
-        "From: a@example.com\r\nTo: u@town.example.lg.jp\r\nSubject: files\r\n"
-        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
-        "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n"
-        f"--b\r\nContent-Type: application/{subtype}\r\nContent-Transfer-Encoding: base64\r\n"
-        f"Content-Disposition: attachment; filename*=utf-8''{encoded}\r\n\r\n"
-    ).encode() + base64.encodebytes(data).replace(b"\n", b"\r\n") + b"--b--\r\n"
+        (
+            "From: a@example.com\r\nTo: u@town.example.lg.jp\r\nSubject: files\r\n"
+            'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+            "--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attached\r\n"
+            f"--b\r\nContent-Type: application/{subtype}\r\nContent-Transfer-Encoding: base64\r\n"
+            f"Content-Disposition: attachment; filename*=utf-8''{encoded}\r\n\r\n"
+        ).encode()
+        + base64.encodebytes(data).replace(b"\n", b"\r\n")
+        + b"--b--\r\n"
+    )
 
 
 HOSTILE_NAMES = [
@@ -148,10 +152,10 @@ def test_archive_member_traversal_never_reaches_an_output_name() -> None:
 
 def test_display_names_cannot_add_recipients() -> None:
     raw = (
-        'From: "Boss\r\n\tBcc: victim@example.com" <a@example.com>\r\n'
-        'To: "x@evil.example, y@evil.example" <u@town.example.lg.jp>\r\n'
-        "Subject: names\r\n\r\nbody\r\n"
-    ).encode()
+        b'From: "Boss\r\n\tBcc: victim@example.com" <a@example.com>\r\n'
+        b'To: "x@evil.example, y@evil.example" <u@town.example.lg.jp>\r\n'
+        b"Subject: names\r\n\r\nbody\r\n"
+    )
     out, msg = rebuild(raw)
     assert "bcc" not in header_names(out)
     assert [a.addr_spec for a in msg["To"].addresses] == ["u@town.example.lg.jp"]

@@ -4,8 +4,8 @@ with 5xx, and nothing reaches the spool. (The basic cases are in tests/ingress/t
 from __future__ import annotations
 
 import asyncio
-import socket
 import smtplib
+import socket
 from typing import Any
 
 import pytest

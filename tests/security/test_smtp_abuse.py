@@ -134,13 +134,14 @@ def slow_client(port: int, payload: bytes, gap: float) -> tuple[int, bytes]:
     "payload",
     [
         b"EHLO slowloris.example.with.a.very.long.name.that.never.ends.example\r\n",
-        b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<u@" + DOMAIN.encode()
-        + b">\r\nDATA\r\n" + b"Subject: slow\r\n\r\n" + b"z" * 200,
+        b"EHLO x\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<u@"
+        + DOMAIN.encode()
+        + b">\r\nDATA\r\n"
+        + b"Subject: slow\r\n\r\n"
+        + b"z" * 200,
     ],
 )
-async def test_slowloris_is_cut_off_by_the_command_timeout(
-    listener: Any, payload: bytes
-) -> None:
+async def test_slowloris_is_cut_off_by_the_command_timeout(listener: Any, payload: bytes) -> None:
     port, spool = await listener(command_timeout="1s")
     sent, said = await asyncio.to_thread(slow_client, port, payload, 0.05)
     # The idle timer is reset only by complete commands: trickling bytes does not keep a
