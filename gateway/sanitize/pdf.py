@@ -15,7 +15,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import img2pdf
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 _CHILD = "gateway.sanitize.render_child"
 # Below this many pages per child, another process costs more than it saves.
 _MIN_PAGES_PER_CHILD = 4
+# Raw pages handed to the trusted encoder processes at once (each up to max_pixels × 3 bytes).
+_MAX_INFLIGHT = 2 * (os.cpu_count() or 1)
 # JPEG and PDF viewers cope badly beyond this side length, whatever the pixel cap says.
 _MAX_SIDE = 65_000
 # Thumbnail colour count above which an RGB page is treated as a photo (JPEG).
@@ -337,15 +341,26 @@ def render_pages(data: bytes, pages: int, ctx: Context) -> list[EncodedPage]:
     max_pixels = ctx.limits.max_pixels
     seconds = max(ctx.limits.min_seconds, pages * ctx.limits.seconds_per_page)
     deadline = time.monotonic() + seconds
-    encoded: dict[int, EncodedPage] = {}
+    pending: dict[int, Future[EncodedPage]] = {}
     lock = threading.Lock()
     abort = threading.Event()
+    encoder = sandbox.trusted_pool()
+    # Raw pages waiting for an encoder are bounded: the reader blocks, the child's pipe fills,
+    # the child waits. A 300-page PDF never holds more than a few raw bitmaps.
+    inflight = threading.BoundedSemaphore(_MAX_INFLIGHT)
 
     def on_page(index: int, width: int, height: int, channels: int, raw: bytearray) -> None:
         check_page_points(index, width, height, dpi)
-        page = encode_pixels(width, height, channels, raw, dpi)
+        if not inflight.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            raise ConversionTimeout("page encoding did not keep up within the time budget")
+        try:
+            future = encoder.submit(encode_pixels, width, height, channels, bytes(raw), dpi)
+        except BaseException:
+            inflight.release()
+            raise
+        future.add_done_callback(lambda _f: inflight.release())
         with lock:
-            encoded[index] = page
+            pending[index] = future
 
     def one(first: int, last: int) -> None:
         reader = FrameReader(
@@ -381,9 +396,20 @@ def render_pages(data: bytes, pages: int, ctx: Context) -> list[EncodedPage]:
         raise real[0]
     if any(e is not None for e in errors):  # only aborts: cannot happen, but never pass it
         raise ConversionFailed("rendering aborted")
-    if sorted(encoded) != list(range(pages)):
+    if sorted(pending) != list(range(pages)):
         raise InvalidOutput("pages missing")
-    return [encoded[i] for i in range(pages)]
+    encoded: list[EncodedPage] = []
+    try:
+        for i in range(pages):
+            encoded.append(pending[i].result(timeout=max(0.0, deadline - time.monotonic())))
+    except FuturesTimeout as exc:
+        raise ConversionTimeout("page encoding exceeded the time budget") from exc
+    except BrokenProcessPool as exc:
+        sandbox.reset_trusted_pool()
+        raise ConversionFailed("page encoder died; try again") from exc
+    except (OSError, ValueError) as exc:
+        raise ConversionFailed(f"page encoding failed: {type(exc).__name__}") from exc
+    return encoded
 
 
 def build_pdf(pages: list[EncodedPage], dpi: int) -> bytes:

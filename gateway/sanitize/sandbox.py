@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import multiprocessing
 import os
 import resource
 import selectors
@@ -30,6 +31,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Literal
 
@@ -405,3 +407,33 @@ def peak_rss_mb() -> tuple[float, float]:
     me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return me, kids
+
+
+# --- trusted worker processes ----------------------------------------------------------------
+
+_trusted_lock = threading.Lock()
+_trusted: ProcessPoolExecutor | None = None
+
+
+def trusted_pool() -> ProcessPoolExecutor:
+    """Worker processes for CPU-heavy TRUSTED work (re-encoding pixels that the parent has
+    already validated). Not a sandbox: nothing untrusted is parsed there. They exist so that
+    encoding uses every core and does not hold the gateway's GIL, which would stall the SMTP
+    listener under load. "forkserver": forking this threaded process directly is unsafe."""
+    global _trusted
+    with _trusted_lock:
+        if _trusted is None:
+            _trusted = ProcessPoolExecutor(
+                max_workers=os.cpu_count() or 1,
+                mp_context=multiprocessing.get_context("forkserver"),
+            )
+        return _trusted
+
+
+def reset_trusted_pool() -> None:
+    """Replace a broken pool (a worker died); the next trusted_pool() starts a new one."""
+    global _trusted
+    with _trusted_lock:
+        if _trusted is not None:
+            _trusted.shutdown(wait=False, cancel_futures=True)
+        _trusted = None
