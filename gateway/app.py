@@ -121,6 +121,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._worker_task
         self.pipeline.close()
+        with contextlib.suppress(Exception):
+            await self.relay.close()
         # Claimed jobs go back to the queue on the next start (Spool.recover).
         close = getattr(self.office, "close", None)
         if self._own_office and callable(close):

@@ -37,6 +37,12 @@ class Relay(Protocol):
 
     async def ping(self) -> bool: ...
 
+    async def close(self) -> None: ...
+
+
+_IDLE_SECONDS = 30.0  # relays (Postfix: smtpd_timeout 300s) keep idle sessions longer
+_MAX_IDLE = 16
+
 
 class SmtpRelay:
     def __init__(
@@ -58,6 +64,7 @@ class SmtpRelay:
             if require_tls
             else None
         )
+        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
 
     def _client(self) -> aiosmtplib.SMTP:
         return aiosmtplib.SMTP(
@@ -69,26 +76,59 @@ class SmtpRelay:
             tls_context=self.tls_context,
         )
 
-    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:
-        client = self._client()
-        try:
-            await client.connect()
-            try:
-                errors, _ = await client.sendmail(mail_from, list(rcpt_tos), data)
-            finally:
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        """A connected client: a pooled one that still answers NOOP, else a new one."""
+        now = time.monotonic()
+        while self._idle:
+            client, used = self._idle.pop()
+            if now - used < _IDLE_SECONDS and client.is_connected:
                 try:
-                    await client.quit()
-                except aiosmtplib.SMTPException:
-                    client.close()
+                    await client.noop()
+                    return client
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                    pass
+            client.close()
+        client = self._client()
+        await client.connect()
+        return client
+
+    def _release(self, client: aiosmtplib.SMTP) -> None:
+        if len(self._idle) < _MAX_IDLE and client.is_connected:
+            self._idle.append((client, time.monotonic()))
+        else:
+            client.close()
+
+    async def close(self) -> None:
+        while self._idle:
+            client, _ = self._idle.pop()
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                client.close()
+
+    async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:
+        client: aiosmtplib.SMTP | None = None
+        try:
+            # Connections are reused (NOOP-checked): connect, greeting, EHLO and QUIT per
+            # message cost more round trips than the message itself on a LAN relay.
+            client = await self._acquire()
+            errors, _ = await client.sendmail(mail_from, list(rcpt_tos), data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
+            if client is not None:
+                client.close()  # session state unknown after a refusal: never reuse
             return self._split({r.recipient: (r.code, r.message) for r in exc.recipients}, ())
         except aiosmtplib.SMTPResponseException as exc:
+            if client is not None:
+                client.close()
             reply = f"{exc.code} {exc.message}"
             if 400 <= exc.code < 500:
                 raise RelayTemporary(reply) from exc
             raise RelayRejected(reply) from exc
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            if client is not None:
+                client.close()
             raise RelayTemporary(f"{type(exc).__name__}: {exc}") from exc
+        self._release(client)
         refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
         accepted = tuple(r for r in rcpt_tos if r not in refused)
         return self._split(refused, accepted)
@@ -137,3 +177,6 @@ class MaildirRelay:
 
     async def ping(self) -> bool:
         return os.access(self.root / "new", os.W_OK)
+
+    async def close(self) -> None:
+        return None

@@ -106,7 +106,8 @@ class DeliverySettings(_Section):
     require_tls: bool = False
     # CA bundle to verify the relay's certificate (empty ⇒ the system store).
     tls_ca_file: Path | None = None
-    workers: int = Field(4, gt=0)  # jobs processed concurrently
+    # Jobs processed concurrently; mostly waiting on clamd, the database and the relay.
+    workers: int = Field(8, gt=0)
 
     @field_validator("relay")
     @classmethod

@@ -53,24 +53,31 @@ _FINDING_ROWS = [
         "package when `gateway/mime/rebuild.py` sets the header, CR/LF included, so the "
         "delivered message gets extra header lines (`Bcc:`, anything). Subject and the display "
         "names of From/To/Cc/Reply-To.",
-        "regression tests `tests/security/test_injection.py::"
-        "test_encoded_crlf_never_makes_a_header`; fix proposed: `_one_line` in `rebuild.py` "
-        "defuses `=?`",
+        "fixed in ce51ac4 (rebuild hardening); regression tests `tests/security/"
+        "test_injection.py::test_encoded_crlf_never_makes_a_header`",
     ),
     (
         "fuzzing",
         "A subject with U+2028/U+2029 (Unicode line separators) made `build_message` raise "
         "`ValueError`; the worker's catch-all quarantined the whole mail as `internal_error` "
         "instead of delivering it.",
-        "regression test `test_unicode_line_separators_in_a_subject_are_delivered`; fix "
-        "proposed: `_CTRL` in `rebuild.py` also matches `\\x85\\u2028\\u2029`",
+        "fixed in ce51ac4; regression test "
+        "`test_unicode_line_separators_in_a_subject_are_delivered`",
     ),
     (
         "fuzzing",
         "An unterminated encoded-word in a Subject (cut by a bare LF) made the `email` folder "
         "raise `UnicodeEncodeError` while serialising: quarantine as `internal_error`, as in 2. "
         "Same root cause as 1; defusing `=?` fixes it.",
-        "covered by `tests/reliability/test_fuzz_mime.py`",
+        "fixed in ce51ac4; covered by `tests/reliability/test_fuzz_mime.py`",
+    ),
+    (
+        "atheris (after the hardening)",
+        "A Message-ID with 8-bit characters (`<あい@example.jp>`) passes `_MSGID` in "
+        "`rebuild.py` and makes serialising raise `UnicodeEncodeError`: the mail is "
+        "quarantined as `internal_error` instead of delivered.",
+        "open; regression test `test_non_ascii_message_ids_do_not_stop_delivery`; fix "
+        "proposed: `_MSGID` accepts printable ASCII only",
     ),
     (
         "crash scenario",

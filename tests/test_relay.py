@@ -71,3 +71,17 @@ async def test_closed_port_is_temporary(tmp_path: Path) -> None:
     with pytest.raises(RelayTemporary):
         await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
     assert await relay.ping() is False
+
+
+async def test_connections_are_reused_and_stale_ones_replaced(smtp_sink: Sink) -> None:
+    relay = SmtpRelay(smtp_sink.address, hostname="mugai.test")
+    for _ in range(5):
+        await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    assert len(smtp_sink.messages) == 5
+    assert smtp_sink.sessions == 1
+    # The relay drops idle sessions: the next send notices (NOOP) and reconnects.
+    for client, _ in relay._idle:
+        client.close()
+    await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    assert len(smtp_sink.messages) == 6 and smtp_sink.sessions == 2
+    await relay.close()

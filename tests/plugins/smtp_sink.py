@@ -30,6 +30,7 @@ class Sink:
     rcpt_replies: dict[str, str] = field(default_factory=dict)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     server: asyncio.base_events.Server | None = None
+    sessions: int = 0  # EHLO/HELO greetings seen: one per connection from our relay client
 
     @property
     def address(self) -> str:
@@ -43,6 +44,14 @@ class Sink:
 
         await asyncio.wait_for(_wait(), timeout)
         return self.messages
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str,
+        responses: list[str],
+    ) -> list[str]:  # fmt: skip
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]

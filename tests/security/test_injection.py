@@ -160,3 +160,15 @@ def test_display_names_cannot_add_recipients() -> None:
     assert "bcc" not in header_names(out)
     assert [a.addr_spec for a in msg["To"].addresses] == ["u@town.example.lg.jp"]
     assert email.message_from_bytes(out, policy=email.policy.default)["Bcc"] is None
+
+
+@pytest.mark.parametrize("header", ["Message-ID", "In-Reply-To", "References"])
+def test_non_ascii_message_ids_do_not_stop_delivery(header: str) -> None:
+    """Found by atheris: an 8-bit Message-ID made serialising the rebuilt message raise
+    UnicodeEncodeError, so the whole mail was quarantined as internal_error."""
+    raw = (
+        f"{header}: <\u3042\u3044@example.jp>\r\nFrom: a@example.com\r\n"
+        "To: u@town.example.lg.jp\r\nSubject: id\r\n\r\nbody\r\n"
+    ).encode()
+    out, _ = rebuild(raw)
+    assert out.isascii()
