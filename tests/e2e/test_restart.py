@@ -16,12 +16,15 @@ from pathlib import Path
 import pytest
 
 from tests.plugins.smtp_sink import Sink
+from tests.store.backends import pg_database  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(300)
 RCPT = "user@town.example.lg.jp"
 
 
-def write_config(path: Path, data_dir: Path, relay: str, clamd: str) -> None:
+def write_config(
+    path: Path, data_dir: Path, relay: str, clamd: str, database_url: str = ""
+) -> None:
     path.write_text(
         f"""
 [smtp]
@@ -35,6 +38,7 @@ workers = 4
 address = "{clamd}"
 [storage]
 data_dir = "{data_dir}"
+database_url = "{database_url}"
 [admin]
 listen = "127.0.0.1:0"
 [sanitize]
@@ -105,11 +109,18 @@ def burst(port: int, start: int, count: int, accepted: list[int], stop: threadin
                 return
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 async def test_kill9_during_burst_loses_nothing(
-    tmp_path: Path, smtp_sink: Sink, clamd_address: str
+    tmp_path: Path,
+    smtp_sink: Sink,
+    clamd_address: str,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    # With PostgreSQL the records of the killed node must not stay "processing" either.
+    url = request.getfixturevalue("pg_database") if backend == "postgresql" else ""
     config = tmp_path / "gw.toml"
-    write_config(config, tmp_path / "data", smtp_sink.address, clamd_address)
+    write_config(config, tmp_path / "data", smtp_sink.address, clamd_address, url)
     gw = GatewayProcess(config, tmp_path / "gw1.log")
     accepted: list[int] = []
     stop = threading.Event()
@@ -158,6 +169,16 @@ async def test_kill9_during_burst_loses_nothing(
         ):
             await asyncio.sleep(0.2)
         assert not any(any((spool / d).iterdir()) for d in ("queue", "active", "deferred"))
+        if url:
+            from gateway.store.repository import Store
+
+            store = Store(url)
+            try:
+                for i in sorted(acked):
+                    rows = store.find(message_id=f"<burst-{i}@example.com>")
+                    assert rows and all(r.status == "delivered" for r in rows), (i, rows)
+            finally:
+                store.close()
     finally:
         stop.set()
         gw.terminate()
