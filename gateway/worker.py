@@ -125,7 +125,6 @@ class Worker:
             if isinstance(outcome, Quarantine):
                 await self._quarantine(job, outcome.reason, outcome.detail, outcome.report)
                 return
-            await self._record_report(job, outcome.report)
             await self._deliver(job, outcome)
         except Transient as exc:
             await self._retry(job, exc)
@@ -205,11 +204,11 @@ class Worker:
         started = time.monotonic()
         try:
             result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
-        except RelayTemporary:
-            RELAY_ERRORS.labels("temporary").inc()
-            raise
-        except RelayRejected:
-            RELAY_ERRORS.labels("rejected").inc()
+        except (RelayTemporary, RelayRejected) as exc:
+            kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
+            RELAY_ERRORS.labels(kind).inc()
+            # Not delivered now: keep the report so operators find it (e.g. by Message-ID).
+            await self._record_report(job, outcome.report)
             raise
         STAGE_SECONDS.labels("relay").observe(time.monotonic() - started)
         if result.deferred and (result.accepted or result.rejected):
@@ -217,13 +216,27 @@ class Worker:
             narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))
             job = replace(job, meta=narrowed)
             log.info("job=%s partially delivered; %d deferred", job.id, len(result.deferred))
+        if result.deferred or (result.rejected and not result.accepted):
+            await self._record_report(job, outcome.report)
         if result.deferred:
             await self._retry(job, RelayTemporary("; ".join(result.deferred.values())))
             return
         if result.rejected and not result.accepted:
             raise RelayRejected("; ".join(result.rejected.values()))
+        report = outcome.report
+        for stage, seconds in report.timings.items():
+            STAGE_SECONDS.labels(stage).observe(seconds)
+        values = Store.report_values(
+            parts=report.parts,
+            tokens=report.tokens,
+            subject=report.subject,
+            message_id=report.message_id,
+            header_from=report.header_from,
+            scan=report.scan,
+            timings=report.timings,
+        )
         await asyncio.to_thread(
-            self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1
+            self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
         )
         await asyncio.to_thread(self.spool.done, job)
         JOBS.labels("delivered").inc()

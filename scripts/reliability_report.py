@@ -164,7 +164,7 @@ async def run_all(scale: float, only: set[str] | None) -> list[sc.Row]:
         return max(2, int(x * scale))
 
     work = Path(tempfile.mkdtemp(prefix="mugai-reliability-"))
-    clamd = start_clamd(work / "clamd")
+    clamd = start_clamd(work / "clamd-daemon")
     plan: list[tuple[str, Callable[[Path], Awaitable[sc.Row | None]]]] = [
         ("crash", lambda w: sc.crash_burst(w, clamd.unix_address, total=n(1000), kills=3)),
         ("outage", lambda w: sc.relay_outage(w, clamd.unix_address, count=n(90))),

@@ -154,6 +154,27 @@ class Store:
         else:
             blob.data = data
 
+    @staticmethod
+    def report_values(
+        *,
+        parts: Sequence[PartReport],
+        tokens: Sequence[str],
+        subject: str,
+        message_id: str,
+        header_from: str,
+        scan: ScanResult | None,
+        timings: dict[str, float],
+    ) -> dict[str, Any]:
+        return {
+            "parts": jsonable(list(parts)),
+            "tokens": list(tokens),
+            "subject": subject,
+            "message_id": message_id[:1000],
+            "header_from": header_from,
+            "scan": jsonable(scan) if scan is not None else {},
+            "timings": dict(timings),
+        }
+
     def record_report(
         self,
         mugai_id: str,
@@ -168,20 +189,26 @@ class Store:
     ) -> None:
         self._update(
             mugai_id,
-            parts=list(parts),
-            tokens=list(tokens),
-            subject=subject,
-            message_id=message_id[:1000],
-            header_from=header_from,
-            scan=scan or {},
-            timings=timings,
-        )
+            **self.report_values(
+                parts=parts, tokens=tokens, subject=subject, message_id=message_id,
+                header_from=header_from, scan=scan, timings=timings,
+            ),
+        )  # fmt: skip
 
-    def mark_delivered(self, mugai_id: str, sanitized: bytes, attempts: int) -> None:
+    def mark_delivered(
+        self,
+        mugai_id: str,
+        sanitized: bytes,
+        attempts: int,
+        report: dict[str, Any] | None = None,
+    ) -> None:
+        """Delivered, with the sanitized copy and (one transaction) the report's values."""
         with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
+            for key, value in (report or {}).items():
+                setattr(row, key, value)
             row.status = "delivered"
             row.attempts = attempts
             row.updated_at = now()

@@ -184,6 +184,7 @@ async def test_relay_tempfail_is_retried_then_delivered(
     job_id = queue_id(await asend(gw, japanese_mail(), rcpt=RCPT))
     row = await wait_status(gw, job_id, {"deferred"})
     assert row.reasons == ["relay_temporary"]
+    assert row.message_id == "<ja-1@example.co.jp>"  # findable while it waits
     assert smtp_sink.messages == []
     smtp_sink.data_reply = None
     row = await wait_status(gw, job_id, {"delivered"}, timeout=30)
