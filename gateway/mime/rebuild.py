@@ -15,7 +15,7 @@ from email.message import EmailMessage
 from gateway.model import CleanFile
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # incl. what str.splitlines() splits on
-_MSGID = re.compile(r"<[^<>\s]{1,500}>")
+_MSGID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,500}>")  # printable ASCII only (RFC 5322)
 # What we are willing to write back as an address: no specials, no whitespace, and nothing
 # that looks like an encoded-word (those come from broken headers the parser mis-split).
 _LOCAL = re.compile(r"^[^\s\"<>()\[\]\\,;:@]{1,64}$")

@@ -22,15 +22,16 @@ async def test_everything_accepted_during_an_outage_is_delivered(
     assert "backscatter: 0" in row.notes
 
 
-async def test_one_worker_keeps_the_order_of_arrival(tmp_path: Path, clamd_address: str) -> None:
-    # With one worker the retries run oldest first (spool ids are time-ordered); a mail can only
-    # overtake another when the relay came back between two of their retries.
+async def test_order_of_arrival_with_one_worker_is_reported(
+    tmp_path: Path, clamd_address: str
+) -> None:
+    # With one worker the retries run oldest first (spool ids are time-ordered), but a mail can
+    # overtake another when the relay comes back between two of their retries: the order is
+    # kept "where possible" and reported (docs/reliability.md), not guaranteed.
     row = await relay_outage(tmp_path, clamd_address, count=12, workers=1)
     print(row.as_dict())
-    assert row.lost == 0 and row.delivered == 12, row
-    order = next(n for n in row.notes if n.startswith("order of arrival"))
-    inversions = int(order.split("(")[1].split()[0])
-    assert inversions <= 1, order
+    assert row.lost == 0 and row.delivered == 12 and row.duplicated == 0, row
+    assert any(n.startswith("order of arrival kept for ") for n in row.notes)
 
 
 async def test_queue_lifetime_expiry_quarantines_a_burst(
