@@ -168,7 +168,7 @@ def python_child(module: str) -> list[str]:
 # --- killing -------------------------------------------------------------------------------
 
 
-def _descendants(root: int) -> list[int]:
+def descendants(root: int) -> list[int]:
     """Pids below ``root`` (via /proc), so a grandchild that left the group dies too."""
     children: dict[int, list[int]] = {}
     try:
@@ -198,7 +198,7 @@ def _descendants(root: int) -> list[int]:
 
 
 def _kill_tree(pid: int) -> None:
-    stragglers = _descendants(pid)
+    stragglers = descendants(pid)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
     for other in stragglers:
