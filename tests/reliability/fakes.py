@@ -195,11 +195,30 @@ def descendants(root: int | None = None) -> list[tuple[int, str, str]]:
     return found
 
 
+def _trusted_encoders() -> set[int]:
+    """The long-lived trusted page encoders (``sandbox.trusted_pool``: a multiprocessing
+    forkserver and its workers). They are meant to stay; they are not converters."""
+    from multiprocessing import forkserver, resource_tracker
+
+    keep: set[int] = set()
+    # The forkserver (whose children are the pool's workers) and multiprocessing's tracker.
+    for pid in (
+        getattr(forkserver._forkserver, "_forkserver_pid", None),
+        getattr(resource_tracker._resource_tracker, "_pid", None),
+    ):
+        if pid:
+            keep |= {pid} | {p for p, _, _ in descendants(pid)}
+    return keep
+
+
 def zombies_and_converters(root: int | None = None) -> list[tuple[int, str, str]]:
     """Children left behind: zombies, soffice, or the fault plugins' own programs."""
     suspicious = ("soffice", "oosplash", "sleep", "yes", "python")
+    keep = _trusted_encoders()
     return [
-        p for p in descendants(root) if p[2] == "Z" or any(p[1].startswith(s) for s in suspicious)
+        p
+        for p in descendants(root)
+        if p[0] not in keep and (p[2] == "Z" or any(p[1].startswith(s) for s in suspicious))
     ]
 
 
