@@ -72,6 +72,7 @@ class Worker:
         self.wakeup = wakeup
         self._stopping = False
         self.processed = 0
+        self._relay_failing = False
 
     # -- loop ---------------------------------------------------------------------
     async def run(self, concurrency: int) -> None:
@@ -207,10 +208,19 @@ class Worker:
         except (RelayTemporary, RelayRejected) as exc:
             kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
             RELAY_ERRORS.labels(kind).inc()
+            self._relay_failing = self._relay_failing or isinstance(exc, RelayTemporary)
             # Not delivered now: keep the report so operators find it (e.g. by Message-ID).
             await self._record_report(job, outcome.report)
             raise
         STAGE_SECONDS.labels("relay").observe(time.monotonic() - started)
+        if self._relay_failing and result.accepted:
+            # The relay is back: retry what waited now, oldest first, to keep the order of
+            # arrival rather than each job's own retry time.
+            self._relay_failing = False
+            moved = await asyncio.to_thread(self.spool.expedite)
+            if moved:
+                log.info("job=%s relay back; %d deferred jobs retried now", job.id, moved)
+                self.wakeup.set()
         if result.deferred and (result.accepted or result.rejected):
             # Only some recipients failed for now: retry just those.
             narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))

@@ -89,3 +89,24 @@ def test_ids_are_time_ordered_and_unique() -> None:
     ids = [new_id() for _ in range(2000)]
     assert len(set(ids)) == 2000
     assert all(len(i) == 22 for i in ids)
+
+
+def test_expedite_makes_deferred_jobs_due_in_arrival_order(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    ids = []
+    for _ in range(3):
+        ids.append(spool.put(meta(), b"x").id)
+        time.sleep(0.002)
+    now = time.time()
+    # Deferred at scattered times: the newest would be retried first.
+    for job_id, wait in zip(ids, (300, 200, 100), strict=True):
+        job = spool.claim(now)
+        assert job is not None and job.id == job_id
+        spool.defer(job, now + wait)
+    assert spool.claim(now) is None
+    assert spool.expedite() == 3
+    order = []
+    while (job := spool.claim(now)) is not None:
+        order.append(job.id)
+        spool.done(job)
+    assert order == ids
