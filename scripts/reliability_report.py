@@ -76,8 +76,8 @@ _FINDING_ROWS = [
         "A Message-ID with 8-bit characters (`<あい@example.jp>`) passes `_MSGID` in "
         "`rebuild.py` and makes serialising raise `UnicodeEncodeError`: the mail is "
         "quarantined as `internal_error` instead of delivered.",
-        "open; regression test `test_non_ascii_message_ids_do_not_stop_delivery`; fix "
-        "proposed: `_MSGID` accepts printable ASCII only",
+        "fixed (`_MSGID` accepts printable ASCII only, as RFC 5322 says); regression test "
+        "`test_non_ascii_message_ids_do_not_stop_delivery`",
     ),
     (
         "crash scenario",
