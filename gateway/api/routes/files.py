@@ -76,9 +76,14 @@ async def upload_file(
 
 
 def _status(row_status: str) -> str:
-    return {"done": "done", "withheld": "withheld", "deferred": "queued"}.get(
-        row_status, "processing"
-    )
+    # A file job that hit the worker's catch-all is quarantined: for the uploader, withheld.
+    return {
+        "done": "done",
+        "withheld": "withheld",
+        "quarantined": "withheld",
+        "deleted": "withheld",
+        "deferred": "queued",
+    }.get(row_status, "processing")
 
 
 @router.get("/{file_id}")
