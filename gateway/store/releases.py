@@ -21,6 +21,8 @@ from gateway.store.tokens import Principal
 
 APPROVABLE = frozenset({"pending", "failed"})
 MAX_REASON = 2000
+# Longer than any relay delivery can take (connect + DATA timeouts), so never a live one.
+STALE_APPROVAL_SECONDS = 15 * 60
 
 
 def _now() -> datetime:
@@ -72,9 +74,21 @@ def _decidable(s: Session, rid: str, who: Principal) -> ReleaseRequestRow:
     if req.requested_by == who.name:
         # The two-person rule: whatever the role, nobody decides their own request.
         raise NotAllowed("approver_is_requester")
+    if req.status == "approved" and _stale(req.decided_at):
+        # The process that was delivering it died between approval and the relay's answer:
+        # a new approval retries, rather than leaving the request stuck for ever.
+        return req
     if req.status not in APPROVABLE:
         raise Conflict(f"request_{req.status}")
     return req
+
+
+def _stale(decided_at: datetime | None) -> bool:
+    if decided_at is None:
+        return False
+    if decided_at.tzinfo is None:  # SQLite hands back naive UTC
+        decided_at = decided_at.replace(tzinfo=UTC)
+    return (_now() - decided_at).total_seconds() > STALE_APPROVAL_SECONDS
 
 
 def approve(

@@ -74,3 +74,25 @@ def test_listing_with_cursor(store: Store) -> None:
             break
         cursor = page[-1].id
     assert sorted(seen) == sorted(made) and len(seen) == 5
+
+
+def test_approval_stuck_by_a_crash_can_be_approved_again(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from gateway.store.models import ReleaseRequestRow
+
+    mid = add_message(store, status="quarantined")
+    req = store.request_release(mid, "need it", OPERATOR)
+    store.approve_release(req.id, APPROVER)  # ... and the process dies before finish_release
+    with pytest.raises(Conflict, match="request_approved"):
+        store.approve_release(req.id, APPROVER)  # still possibly under way
+    with store.db.write() as s:
+        row = s.get(ReleaseRequestRow, req.id)
+        assert row is not None
+        row.decided_at = datetime.now(UTC) - timedelta(hours=1)
+    with pytest.raises(NotAllowed, match="approver_is_requester"):
+        store.approve_release(req.id, SAME_PERSON)  # the two-person rule still holds
+    again, _, data = store.approve_release(req.id, APPROVER)
+    assert again.status == "approved" and data == store.blob(mid, "original")
+    store.finish_release(req.id, APPROVER, True, {})
+    assert store.status(mid) == "released"
