@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,8 +43,6 @@ class MessageReport:
     header_from: str = ""
     scan: ScanResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    sha256: str = ""
-    size: int = 0
 
 
 @dataclass(frozen=True)
@@ -174,8 +171,6 @@ def sanitize_message(
         message_id=parsed.headers.get("message-id", "").strip(),
         header_from=parsed.headers.get("from", ""),
         timings={"parse": round(parse_done - started, 4), "sanitize": round(done - parse_done, 4)},
-        sha256=hashlib.sha256(raw).hexdigest(),
-        size=len(raw),
     )
     return SanitizedMessage(data=data, report=message_report)
 
@@ -201,17 +196,16 @@ class Pipeline:
         return await loop.run_in_executor(self.executor, partial(func, *args, **kwargs))
 
     async def process(self, meta: JobMeta, raw: bytes) -> Outcome:
-        base = MessageReport(sha256=hashlib.sha256(raw).hexdigest(), size=len(raw))
         started = time.monotonic()
         scan = await self.scanner.scan(raw)  # Transient (clamd down) propagates: retry later
         scanned = time.monotonic()
         if not scan.clean:
-            report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
+            report = MessageReport(scan=scan)
             return Quarantine("virus_found", scan.signature, report)
         try:
             result = await self._in_pool(sanitize_message, raw, meta, self.settings, self.office)
         except Permanent as exc:
-            report = MessageReport(scan=scan, sha256=base.sha256, size=base.size)
+            report = MessageReport(scan=scan)
             return Quarantine(exc.reason, exc.detail, report)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         report = replace(result.report, scan=scan, timings=timings)

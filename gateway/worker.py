@@ -13,6 +13,7 @@ import logging
 import time
 import zipfile
 from dataclasses import replace
+from typing import Any
 
 from gateway.errors import (
     Permanent,
@@ -34,6 +35,24 @@ from gateway.spool import Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
+
+
+def _report_fields(report: MessageReport) -> dict[str, Any]:
+    """The report as the store's keyword arguments (record_report, report_values)."""
+    return {
+        "parts": report.parts,
+        "tokens": report.tokens,
+        "subject": report.subject,
+        "message_id": report.message_id,
+        "header_from": report.header_from,
+        "scan": report.scan,
+        "timings": report.timings,
+    }
+
+
+def _observe(timings: dict[str, float]) -> None:
+    for stage, seconds in timings.items():
+        STAGE_SECONDS.labels(stage).observe(seconds)
 
 
 def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
@@ -148,14 +167,9 @@ class Worker:
         status = "done" if result.files else "withheld"
         reasons = [result.reason] if result.reason else []
         blob = bundle_files(result.files) if result.files else None
-        await asyncio.to_thread(
-            self.store.record_report,
-            job.id,
+        report = MessageReport(
             parts=parts,
             tokens=("CONV_ATTACH",) if result.files else ("DEL_ATTACH",),
-            subject="",
-            message_id="",
-            header_from="",
             scan=result.scan,
             timings=result.timings,
         )
@@ -166,9 +180,10 @@ class Worker:
             reasons=reasons,
             sanitized=blob,
             attempts=job.meta.attempts + 1,
+            report=Store.report_values(**_report_fields(report)),
         )
         if job.meta.extra.get("source") == "watch" and self.settings.watch.outbox is not None:
-            report = {
+            summary = {
                 "id": job.id,
                 "file": job.meta.extra.get("relpath", job.meta.filename),
                 "status": status,
@@ -177,28 +192,16 @@ class Worker:
                 "part": jsonable(result.part) if result.part else None,
             }
             await asyncio.to_thread(
-                deliver_watch_result, self.settings.watch, job.meta, raw, result.files, report
+                deliver_watch_result, self.settings.watch, job.meta, raw, result.files, summary
             )
         await asyncio.to_thread(self.spool.done, job)
         JOBS.labels(status).inc()
-        for stage, seconds in result.timings.items():
-            STAGE_SECONDS.labels(stage).observe(seconds)
+        _observe(result.timings)
         log.info("job=%s file %s outputs=%d", job.id, status, len(result.files))
 
     async def _record_report(self, job: Job, report: MessageReport) -> None:
-        for stage, seconds in report.timings.items():
-            STAGE_SECONDS.labels(stage).observe(seconds)
-        await asyncio.to_thread(
-            self.store.record_report,
-            job.id,
-            parts=report.parts,
-            tokens=report.tokens,
-            subject=report.subject,
-            message_id=report.message_id,
-            header_from=report.header_from,
-            scan=report.scan,
-            timings=report.timings,
-        )
+        _observe(report.timings)
+        await asyncio.to_thread(self.store.record_report, job.id, **_report_fields(report))
 
     async def _deliver(self, job: Job, outcome: Deliver) -> None:
         meta = job.meta
@@ -233,18 +236,8 @@ class Worker:
             return
         if result.rejected and not result.accepted:
             raise RelayRejected("; ".join(result.rejected.values()))
-        report = outcome.report
-        for stage, seconds in report.timings.items():
-            STAGE_SECONDS.labels(stage).observe(seconds)
-        values = Store.report_values(
-            parts=report.parts,
-            tokens=report.tokens,
-            subject=report.subject,
-            message_id=report.message_id,
-            header_from=report.header_from,
-            scan=report.scan,
-            timings=report.timings,
-        )
+        _observe(outcome.report.timings)
+        values = Store.report_values(**_report_fields(outcome.report))
         await asyncio.to_thread(
             self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
         )

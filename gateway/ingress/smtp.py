@@ -90,14 +90,8 @@ class IntakeHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        for option in mail_options:
-            key, _, value = option.partition("=")
-            if key.upper() == "SIZE":
-                try:
-                    if int(value) > self.settings.smtp.max_message_bytes:
-                        return "552 5.3.4 Message size exceeds fixed maximum message size"
-                except ValueError:
-                    return "501 5.5.4 Bad SIZE parameter"
+        # SIZE= was already checked by aiosmtpd against data_size_limit (its reply is
+        # rewritten to 552 5.3.4 in GatewaySMTP.push).
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"

@@ -240,12 +240,16 @@ class Store:
         reasons: list[str],
         sanitized: bytes | None,
         attempts: int,
+        report: dict[str, Any] | None = None,
     ) -> None:
-        """A file job's end: ``done`` with the rebuilt file (or zip), or ``withheld``."""
+        """A file job's end: ``done`` with the rebuilt file (or zip), or ``withheld``; with
+        the report's values (``report_values``) in the same transaction."""
         with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
+            for key, value in (report or {}).items():
+                setattr(row, key, value)
             row.status = status
             row.reasons = list(reasons)
             row.attempts = attempts

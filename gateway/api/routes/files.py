@@ -105,7 +105,7 @@ async def file_status(
         "reasons": list(row.reasons or []),
         "size": row.size,
         "sha256": row.sha256,
-        "outputs": [o for p in (row.parts or []) for o in p.get("outputs", [])],
+        "outputs": _outputs(row.parts),
         "parts": row.parts or [],
     }
     return JSONResponse(body)
@@ -125,7 +125,7 @@ async def file_sanitized(
     data = await asyncio.to_thread(gw.store.blob, file_id, "sanitized")
     if data is None:
         raise HTTPException(404, "sanitized file gone")
-    outputs = [o for p in (row.parts or []) for o in p.get("outputs", [])]
+    outputs = _outputs(row.parts)
     if len(outputs) == 1:
         name = outputs[0]
         media = _media_type(name)
@@ -141,6 +141,11 @@ async def file_sanitized(
             "Cache-Control": "no-store",
         },
     )
+
+
+def _outputs(parts: list[dict[str, Any]] | None) -> list[str]:
+    """Names of the rebuilt files, from the stored part reports."""
+    return [o for p in (parts or []) for o in p.get("outputs", [])]
 
 
 def _media_type(name: str) -> str:
