@@ -1,6 +1,6 @@
 """`mugai sanitize`: the same sanitizers, offline, on files and .eml messages.
 
-A message is recognised by its content (whatever its extension) and becomes
+A message is recognised by its content (``detect``, whatever its extension) and becomes
 ``<name>.sanitized.eml``; any other file becomes its rebuilt file(s). A
 ``report.json`` lands beside the outputs. No virus scan here: offline use is
 for operators inspecting files and for the benchmarks.
@@ -47,28 +47,6 @@ def _removed_any(reports: list[PartReport]) -> bool:
     return False
 
 
-_MAIL_HEADERS = (
-    b"from", b"to", b"subject", b"date", b"message-id", b"mime-version", b"received",
-    b"return-path", b"delivered-to", b"cc", b"reply-to", b"content-type",
-)  # fmt: skip
-
-
-def looks_like_message(data: bytes) -> bool:
-    """RFC 5322 header block at the start, with at least two well-known fields."""
-    head = data[:16384].replace(b"\r\n", b"\n").split(b"\n\n", 1)[0]
-    if data.startswith(b"From ") and b"\n" in head:
-        head = head.split(b"\n", 1)[1]  # mbox separator line
-    names = set()
-    for line in head.split(b"\n")[:200]:
-        if line[:1] in (b" ", b"\t"):
-            continue
-        name, sep, _ = line.partition(b":")
-        if not sep or not name or b" " in name:
-            return False
-        names.add(name.strip().lower())
-    return len(names.intersection(_MAIL_HEADERS)) >= 2
-
-
 def sanitize_one(
     path: Path, out_dir: Path, settings: Settings, office: OfficeConverter
 ) -> tuple[dict[str, Any], bool]:
@@ -76,7 +54,7 @@ def sanitize_one(
     started = time.monotonic()
     entry: dict[str, Any] = {"input": str(path), "size": len(data)}
     detected = detect(data, path.name, "")
-    if detected.kind == "eml" or looks_like_message(data):
+    if detected.kind == "eml":  # by content: detect() recognises a header block
         meta = JobMeta(id=new_id(), kind="mail", received_at=time.time())
         try:
             result = sanitize_message(data, meta, settings, office)
