@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -52,7 +54,23 @@ def test_report_of_an_empty_run_is_not_ok() -> None:
     assert not stats.ok
 
 
-async def test_token_bucket_lets_every_taker_through() -> None:
-    bucket = TokenBucket(rate=1000.0, burst=5)
+async def test_token_bucket_lets_every_taker_through_never_faster_than_its_rate() -> None:
+    bucket = TokenBucket(rate=200.0, burst=5)
+    started = time.monotonic()
     for _ in range(20):
         await bucket.take()
+    elapsed = time.monotonic() - started
+    # Five come at once (the burst), the other fifteen one interval apart. A busy machine can only
+    # make this slower, so the lower bound is exact; no upper bound is asserted.
+    assert elapsed >= 15 / 200.0 * 0.95
+
+
+async def test_token_bucket_after_a_pause_allows_only_the_burst() -> None:
+    bucket = TokenBucket(rate=100.0, burst=3)
+    await bucket.take()
+    await asyncio.sleep(0.2)  # idle long enough to refill far more than the burst
+    started = time.monotonic()
+    for _ in range(6):
+        await bucket.take()
+    # Three refilled tokens at once, then three more one interval (10 ms) apart.
+    assert time.monotonic() - started >= 3 / 100.0 * 0.95

@@ -269,10 +269,14 @@ async def test_limit_and_rate(tmp_path: Path, smtp_sink: Sink) -> None:
     write_folder(tmp_path / "src", 9)
 
     rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-                              "--limit", "4", "--rate", "50")
+                              "--limit", "6", "--rate", "20")
 
     assert rc == 0
-    assert report["sent"] == report["accepted"] == len(smtp_sink.messages) == 4
+    assert report["sent"] == report["accepted"] == len(smtp_sink.messages) == 6
+    # Six at 20/s: the last starts at least 5 intervals (0.25 s) after the first. A noisy machine
+    # only slows a run down, so the rate may come out lower but never above 1.5x the request.
+    assert report["duration_s"] >= 5 / 20 * 0.95
+    assert report["msgs_per_s"] <= 1.5 * 20
 
 
 async def test_plain_progress_and_summary_when_not_a_tty(
