@@ -291,3 +291,17 @@ async def test_password_is_never_stored_logged_or_audited(
         assert not any(s in blob for s in secrets), path
     for got in ppap.sink.messages:
         assert not any(s in got.data for s in secrets)
+
+
+async def test_encrypted_pdf_is_unlocked_and_rendered(ppap: Ppap) -> None:
+    from tests.unlock.test_decrypt import _encrypted_pdf
+
+    mid, part = await deliver_ppap(ppap, _encrypted_pdf(PASSWORD), filename="請求書.pdf",
+                                   message_id="<ppap-pdf@ex.jp>")  # fmt: skip
+    assert (await ppap.unlock(mid, part, "nope")).status_code == 422
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 200, r.text
+    msg = check_delivered(ppap.sink.messages[-1].data)  # every page an image (check_clean_file)
+    assert msg["In-Reply-To"] == "<ppap-pdf@ex.jp>"
+    (att,) = [a for a in msg.iter_attachments() if a.get_filename() == "請求書.pdf"]
+    assert att.get_content_type() == "application/pdf"
