@@ -16,6 +16,7 @@ import asyncio
 import email
 import email.policy
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -305,3 +306,51 @@ async def test_encrypted_pdf_is_unlocked_and_rendered(ppap: Ppap) -> None:
     assert msg["In-Reply-To"] == "<ppap-pdf@ex.jp>"
     (att,) = [a for a in msg.iter_attachments() if a.get_filename() == "請求書.pdf"]
     assert att.get_content_type() == "application/pdf"
+
+
+async def _console_sign_in(ppap: Ppap, who: str) -> httpx.AsyncClient:
+    c = httpx.AsyncClient(transport=ppap.client._transport, base_url="http://admin")
+    form = await c.get("/login")
+    r = await c.post("/login", data={"csrf": _csrf(form.text), "token": ppap.tokens[who]})
+    assert r.status_code == 303, r.text
+    return c
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+async def test_console_form_unlocks_and_reports(ppap: Ppap) -> None:
+    mid, part = await deliver_ppap(ppap, zipcrypto_zip(MEMBERS, PASSWORD))
+    viewer = await _console_sign_in(ppap, "viewer")
+    assert (
+        'action="/messages/' + mid + '/unlock"' not in (await viewer.get(f"/messages/{mid}")).text
+    )
+    c = await _console_sign_in(ppap, "operator")
+    try:
+        page = (await c.get(f"/messages/{mid}")).text
+        assert f'action="/messages/{mid}/unlock"' in page and 'type="password"' in page
+        assert f'name="part" value="{part}"' in page
+        token = _csrf(page)
+        r = await c.post(f"/messages/{mid}/unlock", data={"part": part, "password": "x"})
+        assert r.status_code == 403  # no CSRF token: refused before anything is tried
+        r = await c.post(f"/messages/{mid}/unlock",
+                         data={"csrf": token, "part": part, "password": "違う"})  # fmt: skip
+        assert r.status_code == 303
+        shown = (await c.get(f"/messages/{mid}")).text
+        assert "パスワードが違います" in shown and "残り 2 回" in shown
+        r = await c.post(f"/messages/{mid}/unlock",
+                         data={"csrf": token, "part": part, "password": PASSWORD})  # fmt: skip
+        assert r.status_code == 303
+        shown = (await c.get(f"/messages/{mid}")).text
+        assert "配送しました" in shown and PASSWORD not in shown
+        assert len(ppap.sink.messages) == 2
+        assert check_delivered(ppap.sink.messages[1].data)["In-Reply-To"] == "<ppap-1@ex.jp>"
+        r = await viewer.post(f"/messages/{mid}/unlock",
+                              data={"csrf": token, "part": part, "password": PASSWORD})  # fmt: skip
+        assert r.status_code == 403
+    finally:
+        await c.aclose()
+        await viewer.aclose()
