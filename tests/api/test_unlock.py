@@ -354,3 +354,16 @@ async def test_console_form_unlocks_and_reports(ppap: Ppap) -> None:
     finally:
         await c.aclose()
         await viewer.aclose()
+
+
+async def test_two_parallel_right_passwords_deliver_once(ppap: Ppap) -> None:
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    answers = await asyncio.gather(*(ppap.unlock(mid, part, PASSWORD) for _ in range(3)))
+    codes = sorted(r.status_code for r in answers)
+    assert codes[0] == 200 and codes.count(200) == 1, [r.text for r in answers]
+    assert {r.json()["detail"] for r in answers if r.status_code != 200} <= {
+        "unlock_in_progress",
+        "already_unlocked",
+    }
+    await asyncio.sleep(0.2)
+    assert len(ppap.sink.messages) == 2  # the withheld-attachment delivery, then one unlock

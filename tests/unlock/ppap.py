@@ -54,19 +54,20 @@ class _ZipCrypto:
         return bytes(out)
 
 
-def zipcrypto_zip(members: dict[str, bytes], password: str) -> bytes:
-    """A deflated ZIP with every member ZipCrypto-encrypted (flag bit 0)."""
+def zipcrypto_zip(members: dict[str, bytes], password: str, *, cp932: bool = False) -> bytes:
+    """A deflated ZIP with every member ZipCrypto-encrypted (flag bit 0); ``cp932``: names
+    as Japanese Windows' Explorer and Lhaplus write them (CP932, no UTF-8 flag)."""
     out = io.BytesIO()
     central = []
     for name, data in members.items():
-        raw_name = name.encode("utf-8")
+        raw_name = name.encode("cp932" if cp932 else "utf-8")
         crc = zlib.crc32(data) & 0xFFFFFFFF
         comp = zlib.compressobj(6, zlib.DEFLATED, -15)
         packed = comp.compress(data) + comp.flush()
         cipher = _ZipCrypto(password.encode("utf-8"))
         header = os.urandom(11) + bytes([crc >> 24])  # last byte: the password check
         body = cipher.encrypt(header + packed)
-        flags = 0x1 | 0x800  # encrypted, UTF-8 name
+        flags = 0x1 | (0 if cp932 else 0x800)  # encrypted (+ UTF-8 name)
         offset = out.tell()
         out.write(
             struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, flags, 8, 0, 0x21, crc, len(body),
@@ -86,7 +87,7 @@ def zipcrypto_zip(members: dict[str, bytes], password: str) -> bytes:
                           cd_start, 0))  # fmt: skip
     result = out.getvalue()
     with zipfile.ZipFile(io.BytesIO(result)) as zf:  # the stdlib agrees it is ZipCrypto
-        for name, data in members.items():
-            assert zf.getinfo(name).flag_bits & 0x1
-            assert zf.read(name, pwd=password.encode("utf-8")) == data
+        for info, data in zip(zf.infolist(), members.values(), strict=True):
+            assert info.flag_bits & 0x1
+            assert zf.read(info, pwd=password.encode("utf-8")) == data
     return result

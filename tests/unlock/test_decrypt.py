@@ -125,3 +125,10 @@ def test_office_right_and_wrong_password() -> None:
     with pytest.raises(WrongPassword):
         decrypt(out.getvalue(), "office", "nope", limits(), seconds=60)
     assert decrypt(out.getvalue(), "office", PW, limits(), seconds=60) == docx
+
+
+def test_cp932_member_names_from_japanese_windows_survive() -> None:
+    members = {"見積書（第2版）.txt": "本文\n".encode(), "資料/単価表.csv": b"a,b\n"}
+    plain = decrypt(zipcrypto_zip(members, PW, cp932=True), "zip", PW, limits(), seconds=30)
+    with zipfile.ZipFile(io.BytesIO(plain)) as zf:
+        assert {n: zf.read(n) for n in zf.namelist()} == members

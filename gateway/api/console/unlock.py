@@ -4,6 +4,7 @@ password is in the form body only and goes nowhere else."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 
@@ -71,7 +72,7 @@ async def unlock_form(request: Request, mugai_id: str) -> Response:
         return back
     except WrongPassword as exc:
         cfg = gw.settings.unlock
-        wrong = gw.store.unlock_wrong_count(mugai_id, cfg.window)
+        wrong = await asyncio.to_thread(gw.store.unlock_wrong_count, mugai_id, cfg.window)
         left = max(0, cfg.max_wrong_passwords - wrong)
         session.notice("error", f"{_label(exc.reason)}（残り {left} 回） {exc.reason}")
         return back

@@ -6,6 +6,7 @@ error answer echoes the offending input, and the input here contains a password.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Annotated, Any
 
@@ -169,7 +170,7 @@ async def unlock_part(
         remaining = None
         if isinstance(exc, WrongPassword):
             cfg = gw.settings.unlock
-            wrong = gw.store.unlock_wrong_count(mugai_id, cfg.window)
+            wrong = await asyncio.to_thread(gw.store.unlock_wrong_count, mugai_id, cfg.window)
             remaining = max(0, cfg.max_wrong_passwords - wrong)
         return _mugai_error(exc, remaining)
     return unlocked_out(done)
