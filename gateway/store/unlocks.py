@@ -5,9 +5,9 @@ Every attempt appends ``unlock.attempt`` ``{part}`` before the password is tried
 ``unlock.refused``. The password itself is never passed to this module.
 
 The rate limit and the "one unlock at a time per message" rule are decided inside the
-same write transaction that appends the attempt: ``audit.append`` locks the chain head
-(``FOR UPDATE``; SQLite: the transaction began IMMEDIATE), so two nodes cannot both see
-room for one more try. An attempt without a result counts as a wrong password (a crash
+same write transaction that appends the attempt, after locking the message row (``FOR
+UPDATE``; SQLite: the transaction began IMMEDIATE), so two nodes cannot both see room for
+one more try. An attempt without a result counts as a wrong password (a crash
 mid-attempt must not give free tries) and, while younger than ``IN_FLIGHT_SECONDS``,
 blocks another attempt on the same message (no double delivery).
 """
@@ -91,8 +91,11 @@ def begin(
     now: datetime | None = None,
 ) -> Begun:
     """Checks and reserves one attempt (audited); raises ``StoreError`` subclasses."""
+    # The message row is locked first (FOR UPDATE; SQLite: the transaction is IMMEDIATE) so a
+    # parallel attempt waits here and then reads the attempt this one appends: on PostgreSQL
+    # (READ COMMITTED) reading the audit rows before taking a lock would miss it.
+    msg = s.get(MessageRow, mugai_id, with_for_update=True)
     now = now or datetime.now(UTC)
-    msg = s.get(MessageRow, mugai_id)
     if msg is None:
         raise NotFound("message_not_found")
     if msg.kind != "mail":
