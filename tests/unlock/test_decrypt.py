@@ -132,3 +132,16 @@ def test_cp932_member_names_from_japanese_windows_survive() -> None:
     plain = decrypt(zipcrypto_zip(members, PW, cp932=True), "zip", PW, limits(), seconds=30)
     with zipfile.ZipFile(io.BytesIO(plain)) as zf:
         assert {n: zf.read(n) for n in zf.namelist()} == members
+
+
+def test_hostile_member_paths_behind_the_password_still_meet_the_archive_guards() -> None:
+    from gateway.sanitize.base import Context, PageBudget
+    from gateway.sanitize.registry import sanitize_part
+
+    members = {"../../etc/cron.d/evil.txt": b"* * * * * root sh\n", "ok.txt": b"fine\n"}
+    plain = decrypt(zipcrypto_zip(members, PW), "zip", PW, limits(), seconds=30)
+    ctx = Context(limits=limits(), pages=PageBudget(100))
+    report, files = sanitize_part(plain, "x.zip", "", ctx, "1")
+    assert [f.filename for f in files] == ["ok.txt"]
+    reasons = {r for c in report.children for r in c.reasons}
+    assert "unsafe_path" in reasons
