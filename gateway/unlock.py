@@ -49,6 +49,8 @@ from gateway.store.tokens import Principal
 log = logging.getLogger(__name__)
 
 SUBJECT_PREFIX = "【パスワード解除・無害化済み】"
+# A MIME part index such as "2" or "1.2": fits blobs.kind ("u:" + at most 14 characters).
+PART_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,4}){0,2}$"
 
 
 class Scanner(Protocol):

@@ -5,7 +5,6 @@ password is in the form body only and goes nowhere else."""
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 
 from fastapi import APIRouter, Request
@@ -17,12 +16,11 @@ from gateway.mime.notice import REASONS_JA
 from gateway.sanitize.decrypt import MAX_PASSWORD_CHARS
 from gateway.store.errors import StoreError
 from gateway.store.unlocks import RateLimited
-from gateway.unlock import unlock
+from gateway.unlock import PART_PATTERN, unlock
 
-log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
-_PART = re.compile(r"^[0-9]{1,4}(\.[0-9]{1,4}){0,2}$")
+_PART = re.compile(PART_PATTERN)
 _REFUSALS_JA = {
     "message_not_found": "メールが見つかりません",
     "original_deleted": "原本は削除済みです",

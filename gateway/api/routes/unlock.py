@@ -30,11 +30,10 @@ from gateway.sanitize.decrypt import MAX_PASSWORD_CHARS
 from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
 from gateway.store.tokens import Principal
 from gateway.store.unlocks import RateLimited
-from gateway.unlock import Unlocked, unlock
+from gateway.unlock import PART_PATTERN, Unlocked, unlock
 
 router = APIRouter(tags=["unlock"])
 
-PART_PATTERN = r"^[0-9]{1,4}(\.[0-9]{1,4}){0,2}$"  # "2", "2.1": fits blobs.kind ("u:" + 14)
 _MAX_BODY = 16 * 1024
 Mid = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 
