@@ -367,3 +367,17 @@ async def test_two_parallel_right_passwords_deliver_once(ppap: Ppap) -> None:
     }
     await asyncio.sleep(0.2)
     assert len(ppap.sink.messages) == 2  # the withheld-attachment delivery, then one unlock
+
+
+async def test_unlock_can_be_switched_off(
+    gateway_factory: Callable[..., Any], smtp_sink: Sink
+) -> None:
+    gw = await gateway_factory(smtp_sink, unlock={"enabled": False})
+    token = gw.store.create_token("tanaka", "operator", "test")[0]
+    transport = httpx.ASGITransport(app=create_app(gw))
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
+        p = Ppap(gw, smtp_sink, c, {"operator": token})
+        mid, part = await deliver_ppap(p, aes_zip(MEMBERS, PASSWORD))
+        r = await p.unlock(mid, part, PASSWORD)
+    assert r.status_code == 422 and r.json()["detail"] == "unlock_unsupported"
+    assert len(smtp_sink.messages) == 1 and audit_rows(p, mid) == []
