@@ -70,7 +70,7 @@ def cmd_sanitize(args: argparse.Namespace) -> int:
         code = EXIT_OK if all_clean else EXIT_REMOVED
     except CannotScan as exc:
         print(
-            f"mugai: cannot scan {exc.path}: clamd at {settings.clamav.address} is unreachable"
+            f"mugai: cannot scan {exc.path}: clamd at {settings.clamav.address} did not scan it"
             f" ({exc.detail}); nothing unscanned was written (--no-scan: sanitize unscanned)",
             file=sys.stderr,
         )

@@ -14,11 +14,12 @@ import json
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.plugins.clamd import EICAR, EICAR_SIGNATURE, free_tcp_port
+from tests.plugins.clamd import EICAR, EICAR_SIGNATURE, Clamd, free_tcp_port
 from tests.test_cli import REPO, mugai, scan_config
 
 pytestmark = pytest.mark.timeout(300)
@@ -171,3 +172,16 @@ def test_closed_stdout_piped_into_head(
     assert len(res.stdout.splitlines()) == (1 if reader.startswith("head") else 0)
     report = json.loads((tmp_path / "out" / "report.json").read_text(encoding="utf-8"))
     assert len(report["items"]) == 4  # the run finished; only the printing was cut
+
+
+def test_file_over_clamd_stream_limit_is_cannot_scan_not_clean(
+    tmp_path: Path, clamd_factory: Callable[..., Clamd]
+) -> None:
+    small = clamd_factory(StreamMaxLength="1K")
+    (tmp_path / "big.txt").write_bytes(TEXT * 400)  # ~12 KiB: clamd refuses to look at it
+    cfg = scan_config(tmp_path, small.unix_address)
+    res = mugai("sanitize", str(tmp_path / "big.txt"), "--out", str(tmp_path / "o"),
+                "--config", cfg)  # fmt: skip
+    assert res.returncode == 3, res.stderr
+    assert "size limit" in res.stderr
+    assert not (tmp_path / "o" / "big.txt").exists()
