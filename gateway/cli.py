@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 
 from gateway.settings import Settings, load_settings, masked_dump
 
-EXIT_OK, EXIT_REMOVED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_REMOVED, EXIT_USAGE, EXIT_CANNOT_SCAN = 0, 1, 2, 3
 
 
 def _settings(path: str | None) -> Settings:
@@ -48,7 +49,8 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def cmd_sanitize(args: argparse.Namespace) -> int:
-    from gateway.offline import sanitize_paths
+    from gateway.offline import CannotScan, blocking_scan, sanitize_paths, summary_lines
+    from gateway.scan.clamd import ClamdScanner
 
     settings = _settings(args.config)
     paths = [Path(p) for p in args.paths]
@@ -56,10 +58,43 @@ def cmd_sanitize(args: argparse.Namespace) -> int:
     if missing:
         return _usage(f"no such file: {', '.join(missing)}")
     out = Path(args.out) if args.out else None
-    report, all_clean = sanitize_paths(paths, out, settings)
-    if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2))
-    return EXIT_OK if all_clean else EXIT_REMOVED
+    scan = None
+    if not args.no_scan:
+        clamav = settings.clamav
+        scanner = ClamdScanner(
+            clamav.address, timeout=clamav.timeout, chunk_bytes=clamav.chunk_bytes
+        )
+        scan = blocking_scan(scanner)
+    try:
+        report, all_clean = sanitize_paths(paths, out, settings, scan=scan)
+        code = EXIT_OK if all_clean else EXIT_REMOVED
+    except CannotScan as exc:
+        print(
+            f"mugai: cannot scan {exc.path}: clamd at {settings.clamav.address} did not scan it"
+            f" ({exc.detail}); nothing unscanned was written (--no-scan: sanitize unscanned)",
+            file=sys.stderr,
+        )
+        return EXIT_CANNOT_SCAN
+    text = (
+        json.dumps(report, ensure_ascii=False, indent=2)
+        if args.json
+        else "\n".join(summary_lines(report))
+    )
+    _print_survivable(text)
+    return code
+
+
+def _print_survivable(text: str) -> None:
+    """Print to a stdout that may be closed early (``| head``): the exit code still counts."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python would report the pipe again when it flushes stdout at exit: point it at
+        # /dev/null (the recipe in the signal module's docs).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--out", help="output folder (default: beside each input)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument(
+        "--no-scan",
+        action="store_true",
+        help="sanitize without asking clamd (the report says unscanned; never all_clean)",
+    )
     p.add_argument("--config")
     p.set_defaults(func=cmd_sanitize)
 

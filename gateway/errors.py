@@ -143,3 +143,32 @@ class UnsafePath(PartRefused):
     """An archive member named with ../, an absolute path or a drive letter."""
 
     reason = "unsafe_path"
+
+
+# --- issue 12: PPAP unlock (an operator supplies the password of a withheld part) ---
+# Refusals before the password is tried (rate limit, already unlocked, one under way) are
+# store refusals: see gateway/store/unlocks.py.
+class UnlockError(MugaiError):
+    """The unlock was refused; nothing was delivered. The API answers with the reason."""
+
+    reason = "unlock_failed"
+
+
+class WrongPassword(UnlockError):
+    reason = "wrong_password"
+
+
+class UnlockUnsupported(UnlockError):
+    """Not an encrypted part, or an encryption no library here can open."""
+
+    reason = "unlock_unsupported"
+
+
+class PartNotFound(UnlockError):
+    reason = "part_not_found"
+
+
+class NothingToDeliver(UnlockError):
+    """Decrypted, but the sanitizers let nothing through."""
+
+    reason = "nothing_to_deliver"

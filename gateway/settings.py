@@ -203,6 +203,17 @@ class FilesSettings(_Section):
     max_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
 
+class UnlockSettings(_Section):
+    """PPAP unlock (POST /api/v1/messages/{id}/unlock): an operator supplies the password."""
+
+    enabled: bool = True
+    # Wrong passwords per message within `window`; then 429 until the window has passed.
+    max_wrong_passwords: int = Field(5, gt=0, le=100)
+    window: Duration = 900.0
+    # Wall clock for the decrypting child (the sanitizers keep their own limits).
+    seconds: Duration = 60.0
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -219,6 +230,7 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     watch: WatchSettings = WatchSettings()
     files: FilesSettings = FilesSettings()
+    unlock: UnlockSettings = UnlockSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -24,7 +24,13 @@ def mugai(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
     )  # fmt: skip
 
 
-def test_sanitize_pdf_and_message_exit_zero(tmp_path: Path) -> None:
+def scan_config(tmp_path: Path, address: str) -> str:
+    cfg = tmp_path / "scan.toml"
+    cfg.write_text(f'[clamav]\naddress = "{address}"\n', encoding="utf-8")
+    return str(cfg)
+
+
+def test_sanitize_pdf_and_message_exit_zero(tmp_path: Path, clamd_address: str) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "請求書.pdf").write_bytes(js_pdf())
     mail = (
@@ -36,20 +42,23 @@ def test_sanitize_pdf_and_message_exit_zero(tmp_path: Path) -> None:
     )
     (tmp_path / "in" / "message.dat").write_bytes(mail)  # recognised by content
     out = tmp_path / "out"
-    res = mugai("sanitize", str(tmp_path / "in"), "--out", str(out), "--json")
+    cfg = scan_config(tmp_path, clamd_address)
+    res = mugai("sanitize", str(tmp_path / "in"), "--out", str(out), "--json", "--config", cfg)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert report["all_clean"] is True
+    assert report["all_clean"] is True and report["scanned"] is True
+    assert [i["scan"]["status"] for i in report["items"]] == ["clean", "clean"]
     check_clean_file("application/pdf", (out / "請求書.pdf").read_bytes())
     msg = check_delivered((out / "message.dat.sanitized.eml").read_bytes())
     assert msg["Subject"] == "①件名"
     assert json.loads((out / "report.json").read_text(encoding="utf-8")) == report
 
 
-def test_sanitize_removed_part_exits_one(tmp_path: Path) -> None:
+def test_sanitize_removed_part_exits_one(tmp_path: Path, clamd_address: str) -> None:
     exe = tmp_path / "setup.exe"
     exe.write_bytes(b"MZ\x90\x00" + b"\x00" * 60 + b"PE\x00\x00" + b"\x00" * 100)
-    res = mugai("sanitize", str(exe), "--out", str(tmp_path / "out"), "--json")
+    cfg = scan_config(tmp_path, clamd_address)
+    res = mugai("sanitize", str(exe), "--out", str(tmp_path / "out"), "--json", "--config", cfg)
     assert res.returncode == 1, res.stderr
     item = json.loads(res.stdout)["items"][0]
     assert item["status"] == "withheld"

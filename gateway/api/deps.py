@@ -17,6 +17,7 @@ from fastapi import Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from gateway.model import ScanResult
 from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Spool
@@ -54,6 +55,8 @@ async def auth_middleware(
 
 class Pingable(Protocol):
     async def ping(self) -> bool: ...
+
+    async def scan(self, data: bytes) -> ScanResult: ...  # PPAP unlock scans what it decrypts
 
 
 class GatewayPorts(Protocol):

@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from gateway.api import console
 from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.metrics import make_registry
-from gateway.api.routes import audit, files, health, messages, releases, tokens
+from gateway.api.routes import audit, files, health, messages, releases, tokens, unlock
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -22,7 +22,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = ports
     app.state.metrics = make_registry(gateway)
     app.middleware("http")(auth_middleware)
-    for module in (health, messages, releases, audit, tokens, files):
+    for module in (health, messages, releases, audit, tokens, files, unlock):
         app.include_router(module.router)
     console.install(app)  # the web console at / (same store, roles and release flow)
 

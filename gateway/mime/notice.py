@@ -36,6 +36,15 @@ REASONS_JA: dict[str, str] = {
     "signature_removed": "電子署名（無害化後は検証できないため削除）",
     "internal_error": "内部エラー",
     "empty_result": "変換結果が空",
+    "unlock_failed": "パスワード解除に失敗",
+    "wrong_password": "パスワードが違います",
+    "unlock_rate_limited": "パスワードの誤入力が多いため一時的に受け付けません",
+    "unlock_unsupported": "パスワード解除に対応していない形式",
+    "part_not_found": "指定されたパートがありません",
+    "already_unlocked": "このパートは解除・配送済み",
+    "unlock_in_progress": "同じメールの解除を処理中",
+    "part_not_encrypted": "暗号化されたパートではありません",
+    "nothing_to_deliver": "解除後の内容に配送できるものがありません",
 }
 
 ACTIONS_JA = {

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from gateway.model import PartReport, ScanResult
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
-from gateway.store import migrate, releases, tokens
+from gateway.store import migrate, releases, tokens, unlocks
 from gateway.store.db import Database, database_url, make_engine
 from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
@@ -502,3 +502,31 @@ class Store:
                 )
             )
             return Principal(row.id, row.name, row.role) if row else None
+
+    # -- PPAP unlock (issue 12): bookkeeping in the audit log, see gateway/store/unlocks.py --
+    def begin_unlock(
+        self, mugai_id: str, part: str, who: Principal, *, max_wrong: int, window: float
+    ) -> unlocks.Begun:
+        with self.db.write() as s:
+            return unlocks.begin(s, mugai_id, part, who, max_wrong=max_wrong, window=window)
+
+    def refuse_unlock(self, mugai_id: str, part: str, who: Principal, reason: str) -> None:
+        with self.db.write() as s:
+            unlocks.refused(s, mugai_id, part, who, reason)
+
+    def finish_unlock(
+        self,
+        mugai_id: str,
+        attempt: int,
+        part: str,
+        who: Principal,
+        outcome: str,
+        detail: dict[str, Any],
+        delivered: bytes | None = None,
+    ) -> None:
+        with self.db.write() as s:
+            unlocks.finish(s, mugai_id, attempt, part, who, outcome, detail, delivered)
+
+    def unlock_wrong_count(self, mugai_id: str, window: float) -> int:
+        with self.db.read() as s:
+            return unlocks.wrong_in_window(s, mugai_id, window)

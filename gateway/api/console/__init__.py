@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 
+from gateway.api.console import unlock
 from gateway.api.console.render import SECURITY_HEADERS
 from gateway.api.console.routes import (
     ConsoleError,
@@ -22,6 +23,7 @@ _NOT_CONSOLE = ("/api/", "/healthz", "/readyz", "/metrics")
 def install(app: FastAPI) -> None:
     app.state.console_sessions = SessionStore()
     app.include_router(router)
+    app.include_router(unlock.router)  # PPAP form (gateway/api/console/unlock.py)
     app.add_exception_handler(ConsoleError, on_console_error)
     app.add_exception_handler(SignInRequired, on_sign_in_required)
 
