@@ -21,7 +21,7 @@ from tests.api.conftest import ROLES, mini_gateway
 from tests.plugins.smtp_sink import Sink
 from tests.store.seed import add_message
 
-BASE = "http://console.test"
+BASE = "http://localhost"
 MID = "<quote-2024-001@vendor.example.co.jp>"
 EVIL_SUBJECT = '<img src=x onerror="alert(1)">見積書'
 
