@@ -59,6 +59,10 @@ ERROR_TEXT = {
     "approver_is_requester": (
         "申請者本人は承認・却下できません（二人承認のため、別の承認者が必要です）。"
     ),
+    "approver_linked_to_requester": (
+        "申請者のアカウントを最近作成・変更した人（または申請者が作成・変更した人）は承認・却下"
+        "できません。別の承認者が必要です。"
+    ),
     "reason_required": "解放の理由を入力してください。",
     "original_deleted": "原本は削除済みです。",
     "message_in_progress": "処理中のメールは解放できません。",
