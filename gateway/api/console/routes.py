@@ -243,7 +243,7 @@ async def message_list(request: Request) -> Response:
     more = len(rows) == search.query().limit
     next_link = search.link(rows[-1].id) if more else ""
     ctx = context(request, session, search=search, rows=rows, next_link=next_link)
-    return page("messages.html", ctx, 400 if search.errors else 200)
+    return page("messages.html", ctx, 422 if search.errors else 200)
 
 
 def _preview(data: bytes | None) -> tuple[Preview | None, bool]:
