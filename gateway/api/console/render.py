@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from gateway.api.console.query import JST
+from gateway.api.display import real_extension, visible
 
 HERE = Path(__file__).resolve().parent
 
@@ -104,6 +106,14 @@ def error_text(reason: str) -> str:
     return ERROR_TEXT.get(reason, "操作できませんでした。")
 
 
+def shown(value: Any) -> Any:
+    """Every ``{{ … }}`` output passes here before escaping: strings get their bidi and other
+    invisible characters spelled out (gateway/api/display.py); markup we built is left alone."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
 def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -111,8 +121,9 @@ def _env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=shown,  # no template can forget it, whatever field it prints
     )
-    env.filters.update(jst=jst, size=size)
+    env.filters.update(jst=jst, size=size, real_ext=real_extension)
     env.globals.update(
         STATUS_LABELS=STATUS_LABELS,
         ACTION_LABELS=ACTION_LABELS,
