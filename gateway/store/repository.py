@@ -507,6 +507,19 @@ class Store:
         with self.db.read() as s:
             return list(s.scalars(select(TokenRow).order_by(TokenRow.id)))
 
+    def principal_of(self, token_id: int) -> Principal | None:
+        """Who an active token stands for now (the console re-checks its sessions with it)."""
+        with self.db.read() as s:
+            found = s.execute(
+                select(TokenRow, UserRow)
+                .join(UserRow, UserRow.id == TokenRow.user_id)
+                .where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None))
+            ).first()
+            if found is None:
+                return None
+            row, user = found
+            return Principal(row.id, user.name, user.role, user.id)
+
     def authenticate(self, token: str) -> Principal | None:
         """The person behind an active token; their role is the person's current one."""
         if not token or len(token) > tokens.MAX_TOKEN_CHARS:

@@ -149,3 +149,19 @@ async def test_login_attempts_are_limited_and_failures_counted(
         assert failures(after, "too_many_attempts") - failures(before, "too_many_attempts") == 2
         signins = [e for e in store.audit_entries() if e.action == "console.signin"]
         assert len(signins) == 1
+
+
+async def test_a_role_change_ends_the_persons_console_sessions(
+    tmp_path: Path, store: Store, smtp_sink: Sink
+) -> None:
+    async for site in _site(tmp_path, store, smtp_sink):
+        token, _ = store.create_token("suzuki", "approver", "test")
+        c = site.client()
+        assert (await site.sign_in(c, token)).status_code == 303
+        assert (await c.get("/releases")).status_code == 200
+        store.set_user_role("suzuki", "viewer", "cli:root")
+        r = await c.get("/releases")
+        assert r.status_code == 303 and r.headers["location"] == "/login"
+        assert (await site.sign_in(c, token)).status_code == 303
+        sessions = site.app.state.console_sessions
+        assert [s.principal.role for s in sessions._items.values()] == ["viewer"]

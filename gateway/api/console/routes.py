@@ -25,6 +25,7 @@ from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
 from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
 from gateway.store.repository import Store
+from gateway.store.tokens import Principal
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -66,9 +67,10 @@ def ports(request: Request) -> GatewayPorts:
     return gw
 
 
-def _token_active(store: Store, token_id: int) -> bool:
-    # Re-checked on every request so revoking a token ends its console sessions at once.
-    return any(t.id == token_id and t.revoked_at is None for t in store.list_tokens())
+def _still_valid(store: Store, principal: Principal) -> bool:
+    # Re-checked on every request: revoking a token, or changing its person's role, ends its
+    # console sessions at once (the session must not keep a role the person no longer has).
+    return store.principal_of(principal.token_id) == principal
 
 
 def context(request: Request, session: Session | None, **extra: Any) -> dict[str, Any]:
@@ -88,7 +90,7 @@ async def current(request: Request, permission: str = "") -> Session:
     if session is None:
         raise SignInRequired
     store = ports(request).store
-    if not await asyncio.to_thread(_token_active, store, session.principal.token_id):
+    if not await asyncio.to_thread(_still_valid, store, session.principal):
         sessions(request).drop_token(session.principal.token_id)
         raise SignInRequired
     if permission and not session.principal.can(permission):
