@@ -358,3 +358,23 @@ async def test_error_pages_carry_the_security_headers(tmp_path: Path, smtp_sink:
             assert r.headers["x-content-type-options"] == "nosniff"
             r = await c.get("/no/such/page")
             assert r.status_code == 404 and "content-security-policy" in r.headers
+
+
+async def test_connection_cap_answers_503_then_recovers(tmp_path: Path, smtp_sink: Sink) -> None:
+    gw = _gateway(tmp_path, smtp_sink, admin={"max_connections": 5, "header_timeout": "60s"})
+    async for run in _run(gw):
+        idle = [run.connect() for _ in range(6)]
+        try:
+            await asyncio.sleep(0.3)  # let the server accept them
+            async with httpx.AsyncClient(base_url=run.base, timeout=30) as c:
+                assert (await c.get("/healthz")).status_code == 503
+        finally:
+            for sock in idle:
+                sock.close()
+        async with httpx.AsyncClient(base_url=run.base, timeout=30) as c:
+            for _ in range(100):
+                r = await c.get("/healthz")
+                if r.status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert r.status_code == 200
