@@ -4,12 +4,13 @@ SMTP sink as the relay. The attacker is an admin (or anyone) holding several tok
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from gateway.api.server import start_admin
 from gateway.relay import SmtpRelay
@@ -145,24 +146,29 @@ async def test_the_link_expires_after_the_cooldown(
         assert r.status_code == 200, r.text  # cooldown 0: the rule is off, by configuration
 
 
-def test_migration_merges_tokens_of_one_name_into_one_person(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite:///{tmp_path / 'old.db'}")
-    migrate.upgrade(engine, "0001")
-    with engine.begin() as conn:
+def test_migration_merges_tokens_of_one_name_into_one_person(store: Store) -> None:
+    """On both backends: back to 0001 (tokens with free names), tokens added, up to head."""
+    from alembic import command
+
+    cfg = migrate.alembic_config()
+    with store.engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    with store.engine.begin() as conn:
         for name, role in (("tanaka", "operator"), ("tanaka", "approver"), ("sato", "viewer")):
             conn.execute(
                 text(
                     "INSERT INTO api_tokens (name, role, token_hash, created_at, created_by) "
-                    "VALUES (:n, :r, :h, '2026-01-01 00:00:00', 'test')"
+                    "VALUES (:n, :r, :h, :at, 'test')"
                 ),
-                {"n": name, "r": role, "h": f"{name}-{role}"},
+                {"n": name, "r": role, "h": f"{name}-{role}", "at": datetime.now(UTC)},
             )
-    migrate.upgrade(engine)
-    with engine.connect() as conn:
+    store.create_schema()
+    with store.engine.connect() as conn:
         users = dict(conn.execute(text("SELECT name, role FROM users")).all())
         owners = conn.execute(
             text("SELECT t.name, u.name FROM api_tokens t JOIN users u ON u.id = t.user_id")
         ).all()
     assert users == {"tanaka": "approver", "sato": "viewer"}  # the newest token's role
     assert sorted(owners) == [("sato", "sato"), ("tanaka", "tanaka"), ("tanaka", "tanaka")]
-    engine.dispose()
+    assert migrate.current(store.engine) == "0003"
