@@ -165,3 +165,19 @@ async def test_a_role_change_ends_the_persons_console_sessions(
         assert (await site.sign_in(c, token)).status_code == 303
         sessions = site.app.state.console_sessions
         assert [s.principal.role for s in sessions._items.values()] == ["viewer"]
+
+
+def test_login_nonces_survive_a_flood_and_cannot_be_forged() -> None:
+    from gateway.api.console.throttle import LoginNonces
+
+    nonces = LoginNonces(limit=100)
+    mine = nonces.issue()
+    for _ in range(20_000):  # someone hammering GET /login
+        nonces.issue()
+    assert nonces.consume(mine) and not nonces.consume(mine)
+    body, _, mac = nonces.issue().rpartition(".")
+    assert not nonces.consume(f"{body}.{'0' * len(mac)}")  # forged MAC
+    assert not nonces.consume(f"0.{body.partition('.')[2]}.{mac}")  # edited issue time
+    assert not LoginNonces().consume(nonces.issue())  # another process's key
+    old = LoginNonces(ttl=-1)
+    assert not old.consume(old.issue())  # expired

@@ -8,6 +8,7 @@ oldest, never grows without limit.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -30,29 +31,44 @@ def _now() -> float:
 
 
 class LoginNonces:
-    """Nonces the server handed out with a sign-in form. A client-chosen value is not one of
-    them, and each works once: a login form cannot be replayed or pre-set by a third party."""
+    """Nonces the server handed out with a sign-in form: ``<issued>.<random>.<mac>`` under a
+    per-process key, so a client-chosen value is never one, and nothing is stored per form
+    (a flood of GET /login cannot evict a colleague's open form). Each works once: used ones
+    are remembered until they would have expired anyway."""
 
     def __init__(self, ttl: float = NONCE_SECONDS, limit: int = MAX_KEYS) -> None:
         self.ttl = ttl
         self.limit = limit
-        self._items: OrderedDict[str, float] = OrderedDict()
+        self._key = secrets.token_bytes(32)
+        self._used: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
 
+    def _mac(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()[:32]
+
     def issue(self) -> str:
-        nonce = secrets.token_urlsafe(32)
-        with self._lock:
-            while len(self._items) >= self.limit:
-                self._items.popitem(last=False)
-            self._items[nonce] = _now()
-        return nonce
+        body = f"{_now():.3f}.{secrets.token_urlsafe(16)}"
+        return f"{body}.{self._mac(body)}"
 
     def consume(self, nonce: str) -> bool:
-        if not nonce or len(nonce) > 64:
+        if not nonce or len(nonce) > 128:
+            return False
+        body, _, mac = nonce.rpartition(".")
+        issued_text = body.partition(".")[0]
+        if not body or not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
+            return False
+        at = _now()
+        if not 0 <= at - float(issued_text) <= self.ttl:
             return False
         with self._lock:
-            issued = self._items.pop(nonce, None)
-        return issued is not None and _now() - issued <= self.ttl
+            while self._used and at - next(iter(self._used.values())) > self.ttl:
+                self._used.popitem(last=False)
+            if nonce in self._used:
+                return False
+            while len(self._used) >= self.limit:
+                self._used.popitem(last=False)
+            self._used[nonce] = at
+        return True
 
 
 class RateLimit:
