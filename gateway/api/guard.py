@@ -77,7 +77,10 @@ class Guard:
             return
         limit = self.limit_for(scope)
         declared = [v for k, v in raw_headers if k == b"content-length"]
-        if declared and (not declared[0].isdigit() or int(declared[0]) > limit):
+        if declared and not declared[0].isdigit():
+            await _answer(send, 400, "bad_content_length", extra)  # h11 refuses these first
+            return
+        if declared and int(declared[0]) > limit:
             await _answer(send, 413, "body_too_large", extra)
             return
         started = False
