@@ -124,11 +124,12 @@ class Guard:
             if not cut:
                 # The client left mid-body: nothing to answer, nothing worth a traceback.
                 log.info(
-                    "job=- client disconnected before its request body was complete path=%s", path
+                    "job=- client disconnected before its request body was complete path=%r",
+                    path[:200],  # repr: a decoded %0a in the path cannot forge log lines
                 )
                 return
         if cut:
-            log.info("job=- request body over %d bytes cut path=%s", limit, path)
+            log.info("job=- request body over %d bytes cut path=%r", limit, path[:200])
             if not started:
                 await _answer(send, 413, "body_too_large", extra)
 
