@@ -174,7 +174,9 @@ def test_login_nonces_survive_a_flood_and_cannot_be_forged() -> None:
     mine = nonces.issue()
     for _ in range(20_000):  # someone hammering GET /login
         nonces.issue()
+    assert nonces.reusable(mine) and not nonces.reusable("a" * 43)
     assert nonces.consume(mine) and not nonces.consume(mine)
+    assert not nonces.reusable(mine)  # used: a new form gets a new one
     body, _, mac = nonces.issue().rpartition(".")
     assert not nonces.consume(f"{body}.{'0' * len(mac)}")  # forged MAC
     assert not nonces.consume(f"0.{body.partition('.')[2]}.{mac}")  # edited issue time

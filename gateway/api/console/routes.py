@@ -175,8 +175,10 @@ def _throttled(request: Request, token: str) -> bool:
 async def login_form(request: Request) -> Response:
     if sessions(request).get(request.cookies.get(COOKIE)) is not None:
         return see_other("/messages")
-    # Always a fresh nonce of our own: a value a client (or another site) sets is never one.
-    return _login_page(request, _nonces(request).issue())
+    # Only a nonce of our own, unused: a value a client (or another site) sets is never one.
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    nonces = _nonces(request)
+    return _login_page(request, nonce if nonces.reusable(nonce) else nonces.issue())
 
 
 @router.post("/login")

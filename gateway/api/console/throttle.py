@@ -50,15 +50,24 @@ class LoginNonces:
         body = f"{_now():.3f}.{secrets.token_urlsafe(16)}"
         return f"{body}.{self._mac(body)}"
 
-    def consume(self, nonce: str) -> bool:
+    def _genuine(self, nonce: str, at: float) -> bool:
+        """Issued by this process and not expired (used or not)."""
         if not nonce or len(nonce) > 128:
             return False
         body, _, mac = nonce.rpartition(".")
-        issued_text = body.partition(".")[0]
         if not body or not hmac.compare_digest(mac.encode(), self._mac(body).encode()):
             return False
+        return 0 <= at - float(body.partition(".")[0]) <= self.ttl
+
+    def reusable(self, nonce: str) -> bool:
+        """A form may show it again (two tabs share the one login cookie)."""
+        with self._lock:
+            used = nonce in self._used
+        return not used and self._genuine(nonce, _now())
+
+    def consume(self, nonce: str) -> bool:
         at = _now()
-        if not 0 <= at - float(issued_text) <= self.ttl:
+        if not self._genuine(nonce, at):
             return False
         with self._lock:
             while self._used and at - next(iter(self._used.values())) > self.ttl:
