@@ -1,4 +1,5 @@
-"""`mugai token create|revoke|list`, `mugai audit verify`, `mugai purge` (DESIGN.md §4.1).
+"""`mugai user create|role|list`, `mugai token create|revoke|list`, `mugai audit verify`,
+`mugai purge` (DESIGN.md §4.1).
 
 Wired into gateway/cli.py with ``add_parsers(sub)``. Exit codes: 0 ok, 1 the check failed
 (audit chain broken, nothing to revoke), 2 usage or configuration errors.
@@ -16,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gateway.settings import Settings, load_settings
+from gateway.store.errors import StoreError
 from gateway.store.repository import Store, database_url
 from gateway.store.tokens import ROLES
 
@@ -50,12 +52,64 @@ def _actor() -> str:
         return "cli:unknown"
 
 
+_STORE_ERRORS = {
+    "user_exists": "a person of that name exists already (names are unique persons)",
+    "user_role_differs": "that person has another role: change it with `mugai user role`",
+    "user_not_found": "no such person (create one with `mugai user create`)",
+}
+
+
+def _refused(exc: StoreError) -> _UsageError:
+    return _UsageError(_STORE_ERRORS.get(exc.reason, exc.reason))
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        row = store.create_user(args.name, args.role, _actor())
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    except StoreError as exc:
+        raise _refused(exc) from exc
+    finally:
+        store.close()
+    print(f"created user id={row.id} name={row.name} role={row.role}")
+    return EXIT_OK
+
+
+def cmd_user_role(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        row = store.set_user_role(args.name, args.role, _actor())
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from exc
+    except StoreError as exc:
+        raise _refused(exc) from exc
+    finally:
+        store.close()
+    print(f"user id={row.id} name={row.name} role={row.role}")
+    return EXIT_OK
+
+
+def cmd_user_list(args: argparse.Namespace) -> int:
+    store = open_store(_settings(args.config))
+    try:
+        rows = store.list_users()
+    finally:
+        store.close()
+    for row in rows:
+        print(f"{row.id}\t{row.name}\t{row.role}\t{row.created_at:%Y-%m-%d}\t{row.created_by}")
+    return EXIT_OK
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     store = open_store(_settings(args.config))
     try:
         token, row = store.create_token(args.name, args.role, _actor())
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
+    except StoreError as exc:
+        raise _refused(exc) from exc
     finally:
         store.close()
     print(f"created token id={row.id} name={row.name} role={row.role}", file=sys.stderr)
@@ -133,12 +187,30 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     def config(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="TOML config (embedded defaults when omitted)")
 
+    user = sub.add_parser("user", help="persons (tokens are issued to them)")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    p = usub.add_parser("create", help="create a person with a role (names are unique)")
+    config(p)
+    p.add_argument("name", metavar="NAME", help="letters, digits, . @ + - _")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.set_defaults(func=_guarded(cmd_user_create))
+    p = usub.add_parser("role", help="change a person's role (all their tokens follow)")
+    config(p)
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--role", required=True, choices=ROLES)
+    p.set_defaults(func=_guarded(cmd_user_role))
+    p = usub.add_parser("list", help="list persons")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_user_list))
+
     token = sub.add_parser("token", help="API tokens")
     tsub = token.add_subparsers(dest="token_command", required=True)
-    p = tsub.add_parser("create", help="create a token (printed alone on the last line)")
+    p = tsub.add_parser(
+        "create", help="issue a token to the person NAME, created with ROLE when absent"
+    )
     config(p)
     p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument("--name", required=True, help="who holds it (letters, digits, . @ + - _)")
+    p.add_argument("--name", required=True, help="the person (letters, digits, . @ + - _)")
     p.set_defaults(func=_guarded(cmd_token_create))
     p = tsub.add_parser("revoke", help="revoke a token by id, or every token of a name")
     config(p)

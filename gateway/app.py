@@ -38,7 +38,8 @@ def make_relay(settings: Settings) -> Relay:
 def make_store(settings: Settings) -> Store:
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(
-        database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir)
+        database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir),
+        identity_cooldown=settings.admin.identity_cooldown,
     )
     store.create_schema()
     return store

@@ -135,6 +135,40 @@ class StorageSettings(_Section):
 
 class AdminSettings(_Section):
     listen: HostPort = "127.0.0.1:8025"
+    # Host header values the listener answers (a DNS-rebinding page sends its own name);
+    # empty ⇒ the listen host, localhost, 127.0.0.1 and ::1. Others get 400 on every route.
+    allowed_hosts: list[str] = []
+    # Any request body (JSON, forms) beyond this is cut while it streams (413); uploads get
+    # [files] max_bytes plus room for the multipart framing instead.
+    max_body_bytes: int = Field(1_048_576, gt=0)
+    # A request's headers must arrive within header_timeout of its first byte (or of the
+    # connection); its whole body within body_timeout; idle keep-alive is closed after
+    # keepalive_timeout. Slower clients are dropped (slowloris).
+    header_timeout: Duration = 10.0
+    body_timeout: Duration = 120.0
+    keepalive_timeout: Duration = 5.0
+    max_connections: int = Field(200, gt=0)  # beyond it: 503
+    uploads_per_token: int = Field(2, gt=0)  # concurrent file uploads per token (429 beyond)
+    sessions_per_user: int = Field(5, gt=0)  # a new console sign-in ends that user's oldest
+    # Console sign-in attempts per source address and per token within login_window (429).
+    login_attempts_per_address: int = Field(20, gt=0)
+    login_attempts_per_token: int = Field(5, gt=0)
+    login_window: Duration = 60.0
+    # Two-person rule between people linked by an identity change: a person who created,
+    # changed or issued a token to the other within this window cannot decide their request.
+    identity_cooldown: Duration = 72 * 3600.0
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: list[str]) -> list[str]:
+        return [h.strip().lower().strip("[]").rstrip(".") for h in hosts if h.strip()]
+
+    def hosts(self) -> frozenset[str]:
+        """The effective Host allowlist (names and addresses, without ports)."""
+        if self.allowed_hosts:
+            return frozenset(self.allowed_hosts)
+        host = split_hostport(self.listen, 8025)[0].lower()
+        return frozenset({host, "localhost", "127.0.0.1", "::1"})
 
 
 class SanitizeSettings(_Section):

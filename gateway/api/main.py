@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request, Response
 
 from gateway.api import console
 from gateway.api.deps import GatewayPorts, auth_middleware
+from gateway.api.guard import Guard
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens, unlock
 
@@ -16,11 +17,26 @@ if TYPE_CHECKING:
     from gateway.app import Gateway
 
 
+class AdminApp(FastAPI):
+    """FastAPI with the guard (Host allowlist, streaming body limit, security headers) in front
+    of everything, ``ServerErrorMiddleware`` included, so even a 500 page passes through it."""
+
+    def build_middleware_stack(self) -> Any:
+        settings = self.state.gateway.settings
+        return Guard(
+            super().build_middleware_stack(),
+            hosts=settings.admin.hosts(),
+            body_limit=settings.admin.max_body_bytes,
+            upload_limit=settings.files.max_bytes,
+        )
+
+
 def create_app(gateway: Gateway) -> FastAPI:
-    app = FastAPI(title="mugai admin API", version="1")
+    app = AdminApp(title="mugai admin API", version="1")
     ports: GatewayPorts = gateway  # mypy checks that Gateway offers what the API uses
     app.state.gateway = ports
     app.state.metrics = make_registry(gateway)
+    app.state.uploads = {}  # token id → uploads in progress (files.py caps them per token)
     app.middleware("http")(auth_middleware)
     for module in (health, messages, releases, audit, tokens, files, unlock):
         app.include_router(module.router)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from gateway.api.display import visible
 from gateway.store.repository import utc
 
 # Ids and cursors are bounded: ASCII letters, digits, '-' and '_' only.
@@ -40,6 +41,25 @@ class MessageSummary(_Out):
     subject: str
     received_at: datetime
     reasons: list[str]
+    raw: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the untrusted fields exactly as received (forensics); the fields "
+        "above show bidi and other invisible characters spelled out, e.g. ⟨U+202E⟩",
+    )
+
+    # Names of the untrusted text fields made display-safe (gateway/api/display.py).
+    DISPLAYED: ClassVar[tuple[str, ...]] = ("mail_from", "subject")
+
+    @model_validator(mode="after")
+    def _display_safe(self) -> MessageSummary:
+        # Idempotent: FastAPI may validate the model again from its own output.
+        if not self.raw:
+            self.raw = {name: getattr(self, name) for name in self.DISPLAYED}
+            self.raw["rcpt_tos"] = list(self.rcpt_tos)
+        for name in self.DISPLAYED:
+            setattr(self, name, visible(self.raw[name]))
+        self.rcpt_tos = [visible(r) for r in self.raw["rcpt_tos"]]
+        return self
 
 
 class MessageList(BaseModel):
@@ -64,6 +84,18 @@ class MessageDetail(MessageSummary):
     legal_hold: bool
     has_original: bool = False
     has_sanitized: bool = False
+
+    DISPLAYED: ClassVar[tuple[str, ...]] = ("mail_from", "subject", "header_from", "filename")
+
+    @model_validator(mode="after")
+    def _display_safe_parts(self) -> MessageDetail:
+        if "part_filenames" not in self.raw:
+            self.raw["part_filenames"] = [str(p.get("filename", "")) for p in self.parts]
+        self.parts = [
+            {**p, "filename": visible(name)}
+            for p, name in zip(self.parts, self.raw["part_filenames"], strict=False)
+        ]
+        return self
 
 
 class ReleaseRequestIn(_In):

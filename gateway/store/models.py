@@ -74,12 +74,32 @@ class BlobRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
+class UserRow(Base):
+    """A person (gateway/store/users.py): unique name, one role; tokens are issued to them."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+    changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    changed_by: Mapped[str] = mapped_column(String(128))
+
+
 class TokenRow(Base):
-    """An API token: only its sha256 is kept (see gateway/store/tokens.py for why not bcrypt)."""
+    """An API token: only its sha256 is kept (see gateway/store/tokens.py for why not bcrypt).
+
+    ``name`` and ``role`` repeat the person's at issue time (for listings); who the caller is
+    and what they may do come from ``user_id`` (migration 0003)."""
 
     __tablename__ = "api_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int | None] = mapped_column(
+        Integer, ForeignKey("users.id", name="fk_api_tokens_user_id"), nullable=True, index=True
+    )
     name: Mapped[str] = mapped_column(String(64), index=True)
     role: Mapped[str] = mapped_column(String(16))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)

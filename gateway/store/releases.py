@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from gateway.store import audit
+from gateway.store import audit, users
 from gateway.store.errors import Conflict, NotAllowed, NotFound
 from gateway.store.models import BlobRow, MessageRow, ReleaseRequestRow
 from gateway.store.tokens import Principal
@@ -67,13 +67,20 @@ def create(s: Session, mugai_id: str, reason: str, who: Principal) -> ReleaseReq
     return row
 
 
-def _decidable(s: Session, rid: str, who: Principal) -> ReleaseRequestRow:
+def _decidable(
+    s: Session, rid: str, who: Principal, cooldown: float = users.DEFAULT_COOLDOWN
+) -> ReleaseRequestRow:
     req = s.get(ReleaseRequestRow, rid)
     if req is None:
         raise NotFound("request_not_found")
     if req.requested_by == who.name:
-        # The two-person rule: whatever the role, nobody decides their own request.
+        # The two-person rule: whatever the role, nobody decides their own request. Names
+        # are unique persons, so a second token of the requester is the requester.
         raise NotAllowed("approver_is_requester")
+    if users.linked(s, req.requested_by, who.name, cooldown):
+        # One of them just created, re-roled or issued a token to the other: not two people
+        # we can tell apart yet (see gateway/store/users.py).
+        raise NotAllowed("approver_linked_to_requester")
     if req.status == "approved" and _stale(req.decided_at):
         # The process that was delivering it died between approval and the relay's answer:
         # a new approval retries, rather than leaving the request stuck for ever.
@@ -92,10 +99,15 @@ def _stale(decided_at: datetime | None) -> bool:
 
 
 def approve(
-    s: Session, rid: str, who: Principal, rcpt_tos: Sequence[str] | None, reason: str
+    s: Session,
+    rid: str,
+    who: Principal,
+    rcpt_tos: Sequence[str] | None,
+    reason: str,
+    cooldown: float = users.DEFAULT_COOLDOWN,
 ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
     """Mark approved and return what to deliver; the caller sends, then calls ``finish``."""
-    req = _decidable(s, rid, who)
+    req = _decidable(s, rid, who, cooldown)
     msg = _message_with_original(s, req.message)
     original = list(msg.rcpt_tos)
     if rcpt_tos:
@@ -142,8 +154,10 @@ def finish(s: Session, rid: str, who: Principal, ok: bool, result: dict[str, Any
     )
 
 
-def reject(s: Session, rid: str, who: Principal, reason: str) -> ReleaseRequestRow:
-    req = _decidable(s, rid, who)
+def reject(
+    s: Session, rid: str, who: Principal, reason: str, cooldown: float = users.DEFAULT_COOLDOWN
+) -> ReleaseRequestRow:
+    req = _decidable(s, rid, who, cooldown)
     req.status = "rejected"
     req.decided_by = who.name
     req.decided_at = _now()

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from gateway.model import PartReport, ScanResult
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
-from gateway.store import migrate, releases, tokens, unlocks
+from gateway.store import migrate, releases, tokens, unlocks, users
 from gateway.store.db import Database, database_url, make_engine
 from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
@@ -32,6 +32,7 @@ from gateway.store.models import (
     RecipientRow,
     ReleaseRequestRow,
     TokenRow,
+    UserRow,
 )
 from gateway.store.tokens import Principal
 
@@ -81,7 +82,8 @@ class MessageQuery:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, identity_cooldown: float = users.DEFAULT_COOLDOWN) -> None:
+        self.identity_cooldown = identity_cooldown  # [admin] identity_cooldown
         self.db = Database(url)
         self.engine = self.db.engine
         self.node = socket.gethostname()
@@ -390,7 +392,7 @@ class Store:
         self, rid: str, who: Principal, rcpt_tos: Sequence[str] | None = None, reason: str = ""
     ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
         with self.db.write() as s:
-            return releases.approve(s, rid, who, rcpt_tos, reason)
+            return releases.approve(s, rid, who, rcpt_tos, reason, self.identity_cooldown)
 
     def finish_release(self, rid: str, who: Principal, ok: bool, result: dict[str, Any]) -> None:
         with self.db.write() as s:
@@ -398,7 +400,7 @@ class Store:
 
     def reject_release(self, rid: str, who: Principal, reason: str = "") -> ReleaseRequestRow:
         with self.db.write() as s:
-            return releases.reject(s, rid, who, reason)
+            return releases.reject(s, rid, who, reason, self.identity_cooldown)
 
     def release_request(self, rid: str) -> ReleaseRequestRow | None:
         with self.db.read() as s:
@@ -455,15 +457,28 @@ class Store:
         with self.db.read() as s:
             return chain.verify(s)
 
-    # -- tokens --------------------------------------------------------------------------
+    # -- persons and tokens (gateway/store/users.py) -------------------------------------
+    def create_user(self, name: str, role: str, actor: str) -> UserRow:
+        with self.db.write() as s:
+            return users.create(s, name, role, actor)
+
+    def set_user_role(self, name: str, role: str, actor: str) -> UserRow:
+        with self.db.write() as s:
+            return users.set_role(s, name, role, actor)
+
+    def list_users(self) -> list[UserRow]:
+        with self.db.read() as s:
+            return users.list_all(s)
+
     def create_token(self, name: str, role: str, actor: str) -> tuple[str, TokenRow]:
-        tokens.check_name(name)
-        tokens.check_role(role)
+        """A token for the person NAME, created with ROLE when absent (DESIGN.md §4.1)."""
         plain = tokens.new_token()
         with self.db.write() as s:
+            user = users.ensure(s, name, role, actor)
             row = TokenRow(
-                name=name,
-                role=role,
+                user_id=user.id,
+                name=user.name,
+                role=user.role,
                 token_hash=tokens.token_hash(plain),
                 created_at=now(),
                 created_by=actor[:128],
@@ -471,11 +486,11 @@ class Store:
             )
             s.add(row)
             s.flush()
-            chain.append(s, actor, "token.create", name, {"token": row.id, "role": role})
+            chain.append(s, actor, "token.create", name, {"token": row.id, "role": user.role})
             return plain, row
 
     def revoke_tokens(self, ident: str, actor: str) -> list[TokenRow]:
-        """Revoke by numeric id or by name (every active token of that name)."""
+        """Revoke by numeric id or by person (every active token of that name)."""
         with self.db.write() as s:
             stmt = select(TokenRow).where(TokenRow.revoked_at.is_(None))
             if ident.isdigit():
@@ -492,16 +507,35 @@ class Store:
         with self.db.read() as s:
             return list(s.scalars(select(TokenRow).order_by(TokenRow.id)))
 
+    def principal_of(self, token_id: int) -> Principal | None:
+        """Who an active token stands for now (the console re-checks its sessions with it)."""
+        with self.db.read() as s:
+            found = s.execute(
+                select(TokenRow, UserRow)
+                .join(UserRow, UserRow.id == TokenRow.user_id)
+                .where(TokenRow.id == token_id, TokenRow.revoked_at.is_(None))
+            ).first()
+            if found is None:
+                return None
+            row, user = found
+            return Principal(row.id, user.name, user.role, user.id)
+
     def authenticate(self, token: str) -> Principal | None:
+        """The person behind an active token; their role is the person's current one."""
         if not token or len(token) > tokens.MAX_TOKEN_CHARS:
             return None
         with self.db.read() as s:
-            row = s.scalar(
-                select(TokenRow).where(
+            found = s.execute(
+                select(TokenRow, UserRow)
+                .join(UserRow, UserRow.id == TokenRow.user_id)
+                .where(
                     TokenRow.token_hash == tokens.token_hash(token), TokenRow.revoked_at.is_(None)
                 )
-            )
-            return Principal(row.id, row.name, row.role) if row else None
+            ).first()
+            if found is None:
+                return None  # unknown, revoked, or (never after 0003) a token without a person
+            row, user = found
+            return Principal(row.id, user.name, user.role, user.id)
 
     # -- PPAP unlock (issue 12): bookkeeping in the audit log, see gateway/store/unlocks.py --
     def begin_unlock(

@@ -43,7 +43,7 @@ def token_hash(token: str) -> str:
 
 def check_name(name: str) -> str:
     if not NAME_RE.fullmatch(name):
-        raise ValueError("token name: 1-64 letters, digits or . @ + - _")
+        raise ValueError("name: 1-64 letters, digits or . @ + - _")
     return name
 
 
@@ -55,11 +55,13 @@ def check_role(role: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the token's name identifies the person (two-person rule compares it)."""
+    """Who is calling: ``name`` is the unique name of the person (gateway/store/users.py) the
+    token was issued to, so the two-person rule, which compares it, compares persons."""
 
     token_id: int
     name: str
     role: str
+    user_id: int = 0
 
     def can(self, permission: str) -> bool:
         return permission in _PERMISSIONS.get(self.role, frozenset())

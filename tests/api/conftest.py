@@ -70,7 +70,7 @@ async def api(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Ap
     # A second approver, so a request by one approver can be decided by another.
     tokens["approver2"] = store.create_token("approver2", "approver", "test")[0]
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield Api(client, gw, smtp_sink, tokens)
 
 

@@ -47,6 +47,8 @@ def _schema(tmp_path: Path) -> tuple[Any, str]:
         add_message(store, status=status)
     token = store.create_token("fuzz", "admin", "test")[0]
     gw = mini_gateway(tmp_path, store, MaildirRelay(tmp_path / "outbox"))
+    # schemathesis' ASGI client sends Host: testserver; the Host allowlist must admit it.
+    gw.settings.admin.allowed_hosts = ["testserver"]
     schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(gw))
     return schema, token
 

@@ -23,7 +23,7 @@ async def test_readyz_reports_each_dependency(
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=5)
     gw = mini_gateway(tmp_path, store, relay, clamd=clamd_tcp_address)
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         r = await client.get("/readyz")
         assert r.status_code == 200, r.text
         assert r.json() == {

@@ -19,7 +19,7 @@ async def test_list_search_and_pages(api: Api, seed: Callable[..., str]) -> None
     item = body["items"][1]
     assert set(item) == {
         "id", "message_id", "status", "mail_from", "rcpt_tos", "subject", "received_at",
-        "reasons",
+        "reasons", "raw",  # raw: the untrusted fields as received (issue 17)
     }
     assert item["received_at"].endswith(("Z", "+00:00"))
     for mid in ("find-me@example.com", "<find-me@example.com>"):

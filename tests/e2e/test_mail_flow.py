@@ -310,7 +310,7 @@ async def test_metrics_count_outcomes_and_stage_latencies(
         return 0.0
 
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         before = await metric(client, 'mugai_jobs_total{outcome="delivered"}')
         job_id = queue_id(await asend(gw, japanese_mail(), rcpt=RCPT))
         await wait_status(gw, job_id, {"delivered"})

@@ -407,7 +407,7 @@ async def relay_expiry(work: Path, clamd: str, *, count: int = 20) -> Row:
 
 async def readyz(gw: Gateway) -> tuple[int, dict[str, Any]]:
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.get("/readyz")
     return response.status_code, response.json()
 

@@ -8,7 +8,7 @@ from gateway.store.repository import Store
 
 def test_upgrade_head_creates_every_table_and_is_idempotent(store: Store) -> None:
     store.create_schema()  # a second run (every start runs it) changes nothing
-    assert migrate.current(store.engine) == "0001"
+    assert migrate.current(store.engine) == "0003"
     tables = set(inspect(store.engine).get_table_names())
     assert {
         "messages",

@@ -13,7 +13,7 @@ def test_create_authenticate_revoke(store: Store) -> None:
     token, row = store.create_token("yamada", "operator", "cli:root")
     assert token.startswith("mgt_") and len(token) > 40
     who = store.authenticate(token)
-    assert who == Principal(row.id, "yamada", "operator")
+    assert row.user_id and who == Principal(row.id, "yamada", "operator", row.user_id)
     assert store.authenticate(token + "x") is None
     assert store.authenticate("") is None
     assert store.authenticate("x" * 10_000) is None
@@ -22,7 +22,7 @@ def test_create_authenticate_revoke(store: Store) -> None:
     assert store.authenticate(token) is None
     assert store.revoke_tokens(str(row.id), "cli:root") == []  # already revoked
     actions = [e.action for e in reversed(store.audit_entries())]
-    assert actions == ["token.create", "token.revoke"]
+    assert actions == ["user.create", "token.create", "token.revoke"]
 
 
 def test_only_the_hash_is_stored(store: Store) -> None:

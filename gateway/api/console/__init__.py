@@ -16,12 +16,17 @@ from gateway.api.console.routes import (
     router,
 )
 from gateway.api.console.session import SessionStore
+from gateway.api.console.throttle import LoginNonces, RateLimit
 
 _NOT_CONSOLE = ("/api/", "/healthz", "/readyz", "/metrics")
 
 
 def install(app: FastAPI) -> None:
-    app.state.console_sessions = SessionStore()
+    admin = app.state.gateway.settings.admin
+    app.state.console_sessions = SessionStore(per_user=admin.sessions_per_user)
+    app.state.login_nonces = LoginNonces()
+    app.state.login_by_address = RateLimit(admin.login_attempts_per_address, admin.login_window)
+    app.state.login_by_token = RateLimit(admin.login_attempts_per_token, admin.login_window)
     app.include_router(router)
     app.include_router(unlock.router)  # PPAP form (gateway/api/console/unlock.py)
     app.add_exception_handler(ConsoleError, on_console_error)

@@ -1,7 +1,8 @@
 """The list page's search form: parsed and bounded like the API's query parameters.
 
 Dates are calendar days in Japan time (what staff type); ``until`` includes its whole day.
-Invalid fields are dropped and reported on the page instead of a JSON validation error.
+Invalid fields are dropped and reported on the page (status 422) instead of a JSON
+validation error.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from starlette.datastructures import QueryParams
 
+from gateway.api.params import sane_date
 from gateway.store.repository import MessageQuery
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -89,7 +91,7 @@ def parse(params: QueryParams) -> Search:
         try:
             if len(value) != 10:
                 raise ValueError(value)
-            date.fromisoformat(value)
+            sane_date(date.fromisoformat(value))  # 9999-12-31 plus a day would overflow
         except ValueError:
             search.errors.append(name)
         else:

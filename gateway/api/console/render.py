@@ -7,9 +7,11 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from gateway.api.console.query import JST
+from gateway.api.display import real_extension, visible
 
 HERE = Path(__file__).resolve().parent
 
@@ -59,6 +61,10 @@ ERROR_TEXT = {
     "approver_is_requester": (
         "申請者本人は承認・却下できません（二人承認のため、別の承認者が必要です）。"
     ),
+    "approver_linked_to_requester": (
+        "申請者のアカウントを最近作成・変更した人（または申請者が作成・変更した人）は承認・却下"
+        "できません。別の承認者が必要です。"
+    ),
     "reason_required": "解放の理由を入力してください。",
     "original_deleted": "原本は削除済みです。",
     "message_in_progress": "処理中のメールは解放できません。",
@@ -73,6 +79,7 @@ ERROR_TEXT = {
     "form_expected": "フォームの形式が正しくありません。",
     "bad_form": "フォームの内容を読み取れません。",
     "invalid_token": "トークンが正しくないか、失効しています。",
+    "too_many_attempts": "サインインの試行が多すぎます。しばらく待ってから再度お試しください。",
     "not_found": "ページが見つかりません。",
     "relay_failed": "中継サーバーへの配送に失敗しました。後で再度承認できます。",
 }
@@ -99,6 +106,14 @@ def error_text(reason: str) -> str:
     return ERROR_TEXT.get(reason, "操作できませんでした。")
 
 
+def shown(value: Any) -> Any:
+    """Every ``{{ … }}`` output passes here before escaping: strings get their bidi and other
+    invisible characters spelled out (gateway/api/display.py); markup we built is left alone."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return visible(value)
+    return value
+
+
 def _env() -> Environment:
     env = Environment(
         loader=FileSystemLoader(HERE / "templates"),
@@ -106,8 +121,9 @@ def _env() -> Environment:
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=shown,  # no template can forget it, whatever field it prints
     )
-    env.filters.update(jst=jst, size=size)
+    env.filters.update(jst=jst, size=size, real_ext=real_extension)
     env.globals.update(
         STATUS_LABELS=STATUS_LABELS,
         ACTION_LABELS=ACTION_LABELS,

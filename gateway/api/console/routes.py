@@ -19,11 +19,13 @@ from gateway.api.console.preview import Preview, preview
 from gateway.api.console.query import parse
 from gateway.api.console.render import HERE, error_text, page
 from gateway.api.console.session import COOKIE, LOGIN_COOKIE, Session, SessionStore
+from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit, token_key
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
 from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
 from gateway.store.repository import Store
+from gateway.store.tokens import Principal
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -65,9 +67,10 @@ def ports(request: Request) -> GatewayPorts:
     return gw
 
 
-def _token_active(store: Store, token_id: int) -> bool:
-    # Re-checked on every request so revoking a token ends its console sessions at once.
-    return any(t.id == token_id and t.revoked_at is None for t in store.list_tokens())
+def _still_valid(store: Store, principal: Principal) -> bool:
+    # Re-checked on every request: revoking a token, or changing its person's role, ends its
+    # console sessions at once (the session must not keep a role the person no longer has).
+    return store.principal_of(principal.token_id) == principal
 
 
 def context(request: Request, session: Session | None, **extra: Any) -> dict[str, Any]:
@@ -87,7 +90,7 @@ async def current(request: Request, permission: str = "") -> Session:
     if session is None:
         raise SignInRequired
     store = ports(request).store
-    if not await asyncio.to_thread(_token_active, store, session.principal.token_id):
+    if not await asyncio.to_thread(_still_valid, store, session.principal):
         sessions(request).drop_token(session.principal.token_id)
         raise SignInRequired
     if permission and not session.principal.can(permission):
@@ -153,12 +156,29 @@ def _login_page(request: Request, nonce: str, status: int = 200, error: str = ""
     return response
 
 
+def _nonces(request: Request) -> LoginNonces:
+    nonces: LoginNonces = request.app.state.login_nonces
+    return nonces
+
+
+def _throttled(request: Request, token: str) -> bool:
+    """Count this attempt against its source address and its token; True when over a limit.
+    (Behind a reverse proxy every address is the proxy's: the per-token limit still holds.)"""
+    by_address: RateLimit = request.app.state.login_by_address
+    by_token: RateLimit = request.app.state.login_by_token
+    address = request.client.host if request.client else ""
+    address_ok = by_address.allow(address)
+    return not (address_ok and by_token.allow(token_key(token)))
+
+
 @router.get("/login")
 async def login_form(request: Request) -> Response:
     if sessions(request).get(request.cookies.get(COOKIE)) is not None:
         return see_other("/messages")
+    # Only a nonce of our own, unused: a value a client (or another site) sets is never one.
     nonce = request.cookies.get(LOGIN_COOKIE, "")
-    return _login_page(request, nonce if _ID.fullmatch(nonce) else csrf.new_token())
+    nonces = _nonces(request)
+    return _login_page(request, nonce if nonces.reusable(nonce) else nonces.issue())
 
 
 @router.post("/login")
@@ -166,12 +186,21 @@ async def login(request: Request) -> Response:
     try:
         csrf.check_origin(request)
         form = await csrf.read_form(request)
-        # No session yet: the form echoes a SameSite=Strict cookie (double submit).
-        if not csrf.same_token(request.cookies.get(LOGIN_COOKIE, ""), form.get(csrf.FIELD, "")):
+        # No session yet: the form echoes a SameSite=Strict cookie (double submit), and the
+        # value must be a nonce this server issued and nobody used yet.
+        nonce = request.cookies.get(LOGIN_COOKIE, "")
+        if not (
+            csrf.same_token(nonce, form.get(csrf.FIELD, "")) and _nonces(request).consume(nonce)
+        ):
             raise csrf.FormError(403, "csrf_failed")
     except csrf.FormError as exc:
+        LOGIN_FAILURES.labels(exc.reason).inc()
         raise ConsoleError(exc.status, exc.reason) from exc
-    token = form.get("token", "").strip()
+    token = form.get("token", "").strip()[: MAX_TOKEN_FIELD + 1]
+    if _throttled(request, token):
+        LOGIN_FAILURES.labels("too_many_attempts").inc()
+        log.warning("job=- console sign-in throttled")
+        return _login_page(request, _nonces(request).issue(), 429, "too_many_attempts")
     store = ports(request).store
     principal = (
         await asyncio.to_thread(store.authenticate, token)
@@ -179,15 +208,20 @@ async def login(request: Request) -> Response:
         else None
     )
     if principal is None:
-        log.warning("console sign-in refused")
-        return _login_page(request, csrf.new_token(), 401, "invalid_token")
+        LOGIN_FAILURES.labels("invalid_token").inc()
+        log.warning("job=- console sign-in refused")
+        return _login_page(request, _nonces(request).issue(), 401, "invalid_token")
     sessions(request).drop(request.cookies.get(COOKIE))  # a fresh id: no session fixation
     session = sessions(request).create(principal)
     await asyncio.to_thread(store.audit, principal.actor, "console.signin", principal.name)
-    log.info("console sign-in by=%s role=%s", principal.name, principal.role)
+    log.info("job=- console sign-in by=%s role=%s", principal.name, principal.role)
     response = see_other("/messages")
     response.set_cookie(
-        COOKIE, session.id, path="/", httponly=True, samesite="strict",
+        COOKIE,
+        session.id,
+        path="/",
+        httponly=True,
+        samesite="strict",
         secure=request.url.scheme == "https",
     )
     response.delete_cookie(LOGIN_COOKIE, path="/login")
@@ -213,7 +247,7 @@ async def message_list(request: Request) -> Response:
     more = len(rows) == search.query().limit
     next_link = search.link(rows[-1].id) if more else ""
     ctx = context(request, session, search=search, rows=rows, next_link=next_link)
-    return page("messages.html", ctx, 400 if search.errors else 200)
+    return page("messages.html", ctx, 422 if search.errors else 200)
 
 
 def _preview(data: bytes | None) -> tuple[Preview | None, bool]:

@@ -46,16 +46,29 @@ class Session:
         return out
 
 
+def _person(principal: Principal) -> object:
+    return principal.user_id or principal.name
+
+
 class SessionStore:
-    """Bounded, thread-safe map of live sessions (oldest dropped first when full)."""
+    """Bounded, thread-safe map of live sessions.
+
+    Each person holds at most ``per_user`` sessions: their next sign-in ends their own least
+    recently used one, so one token signing in over and over cannot push anyone else out.
+    Only when the whole store is full (``limit`` / ``per_user`` persons) is the oldest dropped.
+    """
 
     def __init__(
-        self, idle: float = IDLE_SECONDS, max_age: float = MAX_AGE_SECONDS,
+        self,
+        idle: float = IDLE_SECONDS,
+        max_age: float = MAX_AGE_SECONDS,
         limit: int = MAX_SESSIONS,
+        per_user: int = 5,
     ) -> None:
         self.idle = idle
         self.max_age = max_age
         self.limit = limit
+        self.per_user = per_user
         self._items: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -70,6 +83,10 @@ class SessionStore:
         )
         with self._lock:
             self._expire(at)
+            person = _person(principal)
+            own = [k for k, v in self._items.items() if _person(v.principal) == person]
+            for sid in own[: max(0, len(own) - self.per_user + 1)]:  # least recently used
+                del self._items[sid]
             while len(self._items) >= self.limit:
                 self._items.popitem(last=False)
             self._items[session.id] = session

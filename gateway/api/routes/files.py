@@ -47,10 +47,18 @@ async def upload_file(
     gw: GatewayDep,
 ) -> dict[str, str]:
     settings = gw.settings
-    declared = int(request.headers.get("content-length") or 0)
-    if declared > settings.files.max_bytes + 65536:
-        raise HTTPException(413, f"file larger than {settings.files.max_bytes} bytes")
-    name, data = await _read_upload(request, settings.files.max_bytes)
+    # The guard (gateway/api/guard.py) already cuts the streaming body at max_bytes plus the
+    # multipart framing, Content-Length or not; this caps how many such spools one token holds.
+    uploads: dict[int, int] = request.app.state.uploads
+    if uploads.get(who.token_id, 0) >= settings.admin.uploads_per_token:
+        raise HTTPException(429, "too many uploads in progress for this token")
+    uploads[who.token_id] = uploads.get(who.token_id, 0) + 1
+    try:
+        name, data = await _read_upload(request, settings.files.max_bytes)
+    finally:
+        uploads[who.token_id] -= 1
+        if not uploads[who.token_id]:
+            del uploads[who.token_id]
     if not data:
         raise HTTPException(400, "empty file")
     # Only the base name, no controls or bidi overrides: it ends up in reports and outputs.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
@@ -11,6 +10,7 @@ from fastapi.responses import Response
 
 from gateway.api.deps import GatewayDep, GatewayPorts, http_error, require
 from gateway.api.disposition import content_disposition
+from gateway.api.params import SaneDatetime
 from gateway.api.schemas import (
     ID_PATTERN,
     MAX_LIMIT,
@@ -41,8 +41,8 @@ async def list_messages(
     message_id: Annotated[str, Query(max_length=1000)] = "",
     sender: Annotated[str, Query(max_length=512)] = "",
     recipient: Annotated[str, Query(max_length=512)] = "",
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: SaneDatetime | None = None,  # bounded: an overflowing date is 422, not 500
+    until: SaneDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str, Query(pattern=ID_PATTERN, max_length=64)] = "",
 ) -> MessageList:
