@@ -72,7 +72,7 @@ async def ppap(
     )
     tokens = {role: gw.store.create_token(role, role, "test")[0] for role in ("operator", "viewer")}
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin", timeout=120) as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as c:
         yield Ppap(gw, smtp_sink, c, tokens)
 
 
@@ -309,7 +309,7 @@ async def test_encrypted_pdf_is_unlocked_and_rendered(ppap: Ppap) -> None:
 
 
 async def _console_sign_in(ppap: Ppap, who: str) -> httpx.AsyncClient:
-    c = httpx.AsyncClient(transport=ppap.client._transport, base_url="http://admin")
+    c = httpx.AsyncClient(transport=ppap.client._transport, base_url="http://localhost")
     form = await c.get("/login")
     r = await c.post("/login", data={"csrf": _csrf(form.text), "token": ppap.tokens[who]})
     assert r.status_code == 303, r.text
@@ -375,7 +375,7 @@ async def test_unlock_can_be_switched_off(
     gw = await gateway_factory(smtp_sink, unlock={"enabled": False})
     token = gw.store.create_token("tanaka", "operator", "test")[0]
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as c:
         p = Ppap(gw, smtp_sink, c, {"operator": token})
         mid, part = await deliver_ppap(p, aes_zip(MEMBERS, PASSWORD))
         r = await p.unlock(mid, part, PASSWORD)
