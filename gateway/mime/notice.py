@@ -6,37 +6,12 @@ import unicodedata
 from collections.abc import Iterable
 
 from gateway.model import Action, PartReport
+from gateway.reasons import LABELS_JA
 
 RULE = "━" * 36
 
-REASONS_JA: dict[str, str] = {
-    "not_yet_supported": "この形式の無害化は未対応",
-    "unsupported_type": "許可されていない形式",
-    "type_mismatch": "拡張子・宣言された形式と内容が不一致",
-    "encrypted": "暗号化（パスワード付きZIP等）のため無害化できません。原本は保管しています",
-    "unsafe_path": "危険なパス名（../ や絶対パス）",
-    "queue_timeout": "保留期間を超過",
-    "relay_timeout": "中継サーバへの配送期限を超過",
-    "relay_rejected": "中継サーバが受信を拒否",
-    "mail_loop": "メールの配送ループ",
-    "unparseable": "メールの構造を解析できない",
-    "too_many_parts": "パート数の上限を超過",
-    "too_deep": "入れ子の深さの上限を超過",
-    "too_large": "サイズ・ページ数・画素数の上限を超過",
-    "conversion_failed": "変換に失敗",
-    "conversion_timeout": "変換が時間内に終わらず",
-    "invalid_output": "変換結果が不正",
-    "active_content": "能動的なコンテンツを含む",
-    "archive_limit": "圧縮ファイルの展開上限を超過",
-    "virus_found": "ウイルスを検知",
-    "macros_removed": "マクロは除去",
-    "html_to_text": "HTMLをテキストに変換",
-    "links_disarmed": "リンクを無効化",
-    "alternative_not_used": "同じ内容の別形式（テキスト版を使用）",
-    "signature_removed": "電子署名（無害化後は検証できないため削除）",
-    "internal_error": "内部エラー",
-    "empty_result": "変換結果が空",
-}
+# The labels live in gateway/reasons.py (one closed set); this name stays for the notices.
+REASONS_JA: dict[str, str] = {code.value: text for code, text in LABELS_JA.items()}
 
 ACTIONS_JA = {
     Action.KEPT: "文字コードをUTF-8に変換して添付",

@@ -20,6 +20,7 @@ from sqlalchemy import Text, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.model import PartReport, ScanResult
+from gateway.reasons import all_reasons
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
 from gateway.store import migrate, releases, tokens
@@ -28,6 +29,7 @@ from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
     AuditRow,
     BlobRow,
+    MessageReasonRow,
     MessageRow,
     RecipientRow,
     ReleaseRequestRow,
@@ -76,12 +78,14 @@ class MessageQuery:
     recipient: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    reason: str = ""  # a reason code of the message or of any of its parts
     limit: int = 50
     cursor: str = ""  # the last id of the previous page (ids are time-ordered)
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, policy: releases.Policy | None = None) -> None:
+        self.policy = policy or releases.Policy()
         self.db = Database(url)
         self.engine = self.db.engine
         self.node = socket.gethostname()
@@ -146,6 +150,15 @@ class Store:
             for key, value in values.items():
                 setattr(row, key, jsonable(value))
             row.updated_at = now()
+            if "reasons" in values or "parts" in values:
+                self._index_reasons(s, row)
+
+    @staticmethod
+    def _index_reasons(s: Session, row: MessageRow) -> None:
+        """Keep message_reasons equal to the union of the message's and its parts' reasons."""
+        s.execute(delete(MessageReasonRow).where(MessageReasonRow.message == row.id))
+        for code in all_reasons(row.reasons, row.parts):
+            s.add(MessageReasonRow(message=row.id, reason=code[:64]))
 
     def _put_blob(self, s: Session, mugai_id: str, kind: str, data: bytes) -> None:
         blob = s.get(BlobRow, (mugai_id, kind))
@@ -213,6 +226,7 @@ class Store:
             row.attempts = attempts
             row.updated_at = now()
             self._put_blob(s, mugai_id, "sanitized", sanitized)
+            self._index_reasons(s, row)
 
     def mark_quarantined(
         self, mugai_id: str, reason: str, detail: str, attempts: int, scan: ScanResult | None = None
@@ -256,6 +270,7 @@ class Store:
             row.updated_at = now()
             if sanitized is not None:
                 self._put_blob(s, mugai_id, "sanitized", sanitized)
+            self._index_reasons(s, row)
 
     # -- reads ------------------------------------------------------------------------
     def get(self, mugai_id: str) -> MessageRow | None:
@@ -305,6 +320,12 @@ class Store:
                     select(RecipientRow.message).where(
                         RecipientRow.address == q.recipient.strip().lower()
                     )
+                )
+            )
+        if q.reason:
+            stmt = stmt.where(
+                MessageRow.id.in_(
+                    select(MessageReasonRow.message).where(MessageReasonRow.reason == q.reason)
                 )
             )
         if q.since is not None:
@@ -382,23 +403,51 @@ class Store:
             return msg
 
     # -- release requests ---------------------------------------------------------------
-    def request_release(self, mugai_id: str, reason: str, who: Principal) -> ReleaseRequestRow:
+    def request_release(
+        self,
+        mugai_id: str,
+        reason: str,
+        who: Principal,
+        *,
+        kind: str = releases.ReleaseKind.ORIGINAL,
+        category: str = releases.ExceptionCategory.OTHER,
+        confirm_signature: str = "",
+    ) -> ReleaseRequestRow:
         with self.db.write() as s:
-            return releases.create(s, mugai_id, reason, who)
+            return releases.create(
+                s, mugai_id, reason, who, kind=kind, category=category,
+                confirm_signature=confirm_signature, policy=self.policy,
+            )  # fmt: skip
 
     def approve_release(
-        self, rid: str, who: Principal, rcpt_tos: Sequence[str] | None = None, reason: str = ""
+        self,
+        rid: str,
+        who: Principal,
+        rcpt_tos: Sequence[str] | None = None,
+        reason: str = "",
+        *,
+        confirm_signature: str = "",
     ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
         with self.db.write() as s:
-            return releases.approve(s, rid, who, rcpt_tos, reason)
+            return releases.approve(
+                s, rid, who, rcpt_tos, reason,
+                confirm_signature=confirm_signature, policy=self.policy,
+            )  # fmt: skip
 
-    def finish_release(self, rid: str, who: Principal, ok: bool, result: dict[str, Any]) -> None:
+    def finish_release(
+        self, rid: str, who: Principal, attempt: str, ok: bool, result: dict[str, Any]
+    ) -> bool:
+        """Record the relay's answer; False if this attempt was superseded (not recorded)."""
         with self.db.write() as s:
-            releases.finish(s, rid, who, ok, result)
+            return releases.finish(s, rid, who, attempt, ok, result)
 
     def reject_release(self, rid: str, who: Principal, reason: str = "") -> ReleaseRequestRow:
         with self.db.write() as s:
-            return releases.reject(s, rid, who, reason)
+            return releases.reject(s, rid, who, reason, self.policy)
+
+    def reopen_release(self, mugai_id: str, who: Principal, reason: str) -> ReleaseRequestRow:
+        with self.db.write() as s:
+            return releases.reopen(s, mugai_id, who, reason)
 
     def release_request(self, rid: str) -> ReleaseRequestRow | None:
         with self.db.read() as s:

@@ -52,7 +52,7 @@ async def test_message_received_on_a_is_reviewed_and_released_from_b(
             assert r.status_code == 200 and r.content == mail
             r = await client.post(
                 f"/api/v1/messages/{job_id}/release-requests",
-                json={"reason": "業務上必要なため原本を確認したい"},
+                json={"reason": "業務上必要なため原本を確認", "category": "business_required"},
                 headers=op,
             )
             assert r.status_code in (200, 201), r.text

@@ -25,7 +25,9 @@ ADMIN_URL = os.environ.get(
     "MUGAI_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = ["sqlite", "postgresql"]
-_TABLES = "messages, message_recipients, blobs, api_tokens, release_requests, audit_log"
+_TABLES = (
+    "messages, message_recipients, message_reasons, blobs, api_tokens, release_requests, audit_log"
+)
 
 
 @pytest.fixture(scope="session")

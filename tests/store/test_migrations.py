@@ -8,7 +8,7 @@ from gateway.store.repository import Store
 
 def test_upgrade_head_creates_every_table_and_is_idempotent(store: Store) -> None:
     store.create_schema()  # a second run (every start runs it) changes nothing
-    assert migrate.current(store.engine) == "0001"
+    assert migrate.current(store.engine) == "0002"
     tables = set(inspect(store.engine).get_table_names())
     assert {
         "messages",
@@ -18,6 +18,7 @@ def test_upgrade_head_creates_every_table_and_is_idempotent(store: Store) -> Non
         "release_requests",
         "audit_log",
         "audit_head",
+        "message_reasons",
         "alembic_version",
     } <= tables
     with store.engine.connect() as conn:
