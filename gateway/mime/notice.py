@@ -5,10 +5,12 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+from gateway.mime.headers_block import one_line
 from gateway.model import Action, PartReport
 from gateway.reasons import LABELS_JA
 
 RULE = "━" * 36
+_NOTICE_FIELD = 200  # characters of a sender / subject / date shown in the withheld notice
 
 # The labels live in gateway/reasons.py (one closed set); this name stays for the notices.
 REASONS_JA: dict[str, str] = {code.value: text for code, text in LABELS_JA.items()}
@@ -108,18 +110,36 @@ def render_notice(
     return "\n".join([*ja, "", *en, RULE, ""])
 
 
-def render_withheld_notice(mugai_id: str, reason: str, contact: str) -> str:
+def render_withheld_notice(
+    mugai_id: str,
+    reason: str,
+    contact: str,
+    *,
+    sender: str = "",
+    subject: str = "",
+    date: str = "",
+) -> str:
+    """Which mail was withheld (sender, subject, date: headers only, one line each, no
+    content) and why, with the X-Mugai-Id to quote when asking for it."""
     ja = REASONS_JA.get(reason, reason)
+    sender, subject, date = (one_line(v, _NOTICE_FIELD) for v in (sender, subject, date))
+    none = "（不明）"
     return "\n".join(
         [
             RULE,
             "【配送保留のお知らせ】",
             "あなた宛てのメールが安全上の理由で配送されず、保管されました。",
+            f"差出人: {sender or none}",
+            f"件名: {subject or '（件名なし）'}",
+            f"日付: {date or none}",
             f"理由: {ja} ({reason})",
             f"必要な場合は、{contact} に次の番号をお知らせください: X-Mugai-Id: {mugai_id}",
             "",
             "[Message withheld]",
             "A message addressed to you was withheld for safety and kept in quarantine.",
+            f"From: {sender or '(unknown)'}",
+            f"Subject: {subject or '(no subject)'}",
+            f"Date: {date or '(unknown)'}",
             f"Reason: {reason}. Contact {contact} quoting X-Mugai-Id: {mugai_id}",
             RULE,
             "",

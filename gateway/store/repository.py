@@ -229,14 +229,18 @@ class Store:
             self._index_reasons(s, row)
 
     def mark_quarantined(
-        self, mugai_id: str, reason: str, detail: str, attempts: int, scan: ScanResult | None = None
+        self,
+        mugai_id: str,
+        reason: str,
+        detail: str,
+        attempts: int,
+        scan: ScanResult | None = None,
+        report: dict[str, Any] | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": "quarantined",
-            "reasons": [reason],
-            "detail": detail[:2000],
-            "attempts": attempts,
-        }
+        """Quarantined, with the report's values (``report_values``) in the same transaction."""
+        values: dict[str, Any] = dict(report or {})
+        values.update(status="quarantined", reasons=[reason], detail=detail[:2000])
+        values["attempts"] = attempts
         if scan is not None:
             values["scan"] = scan
         self._update(mugai_id, **values)
