@@ -75,4 +75,3 @@ def summarize(raw: bytes, max_bytes: int) -> HeaderSummary:
         date=values.get("date", ""),
         message_id=values.get("message-id", "").strip(),
     )
-
