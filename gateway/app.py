@@ -50,6 +50,8 @@ def make_store(settings: Settings) -> Store:
         policy=release_policy(settings),
     )
     store.create_schema()
+    # Audit entries are MACed with a key outside the database; refused to start without it.
+    store.seal_audit(settings.audit_key_file, settings.audit_anchor_dir, create=True)
     return store
 
 

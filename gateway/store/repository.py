@@ -14,6 +14,7 @@ import json
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, func, or_, select
@@ -23,10 +24,11 @@ from gateway.model import PartReport, ScanResult
 from gateway.reasons import all_reasons
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
-from gateway.store import migrate, releases, tokens
+from gateway.store import audit_keys, migrate, releases, tokens
 from gateway.store.db import Database, database_url, make_engine
 from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
+    AuditHeadRow,
     AuditRow,
     BlobRow,
     MessageReasonRow,
@@ -89,6 +91,31 @@ class Store:
         self.db = Database(url)
         self.engine = self.db.engine
         self.node = socket.gethostname()
+
+    def seal_audit(self, key_file: Path, anchor_dir: Path | None, *, create: bool) -> str:
+        """MAC every new audit entry with the key file's current key and anchor the chain head
+        in ``anchor_dir``. ``create``: make the key file (0600) if it is missing and the chain
+        has no MACed entry yet (a fresh install or the upgrade from unkeyed entries); a keyed
+        chain whose key file is gone is refused (AuditKeyError). Returns the key id in use."""
+        if create and not key_file.exists():
+            with self.db.read() as s:
+                head = s.get(AuditHeadRow, 1)
+            if head is not None and head.mac:
+                raise audit_keys.AuditKeyError(
+                    f"audit key file {key_file} is missing but the audit log is MACed: "
+                    "restore the key file (a new key cannot verify the old entries)"
+                )
+            try:
+                audit_keys.create_key_file(key_file)
+            except FileExistsError:
+                pass  # another node sharing the file made it first
+        keyring = audit_keys.load_keyring(key_file)
+        anchor = None
+        if anchor_dir is not None:
+            anchor = audit_keys.Anchor(anchor_dir, self.node)
+            anchor.ensure()
+        self.db.seal = chain.Seal(keyring, anchor)
+        return keyring.current
 
     def create_schema(self) -> None:
         """Brings the database to the newest schema (alembic upgrade head)."""
@@ -505,8 +532,17 @@ class Store:
             return list(s.scalars(stmt))
 
     def verify_audit(self) -> chain.VerifyReport:
+        """Hashes and links; MACs and the anchor files too once ``seal_audit`` was called."""
+        seal: chain.Seal | None = self.db.seal
         with self.db.read() as s:
-            return chain.verify(s)
+            if seal is None:
+                return chain.verify(s)
+            return chain.verify(s, keyring=seal.keyring, anchor=seal.anchor)
+
+    def audit_is_keyed(self) -> bool:
+        with self.db.read() as s:
+            head = s.get(AuditHeadRow, 1)
+            return bool(head is not None and head.mac)
 
     # -- tokens --------------------------------------------------------------------------
     def create_token(self, name: str, role: str, actor: str) -> tuple[str, TokenRow]:
