@@ -55,6 +55,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("PUT", "/api/v1/messages/{id}/legal-hold"): {"admin"},
     ("GET", "/api/v1/audit"): {"auditor", "admin"},
     ("GET", "/api/v1/tokens"): {"admin"},
+    ("GET", "/api/v1/files/{id}"): {"operator", "approver", "admin"},
+    ("GET", "/api/v1/files/{id}/sanitized"): {"operator", "approver", "admin"},
 }
 
 
