@@ -90,6 +90,7 @@ ERROR_TEXT = {
     "exception_category_required": "例外措置の区分を選択してください。",
     "exception_ack_required": "例外措置であることの確認にチェックしてください。",
     "no_sanitized_copy": "無害化済みのデータがありません。",
+    "not_released": "このメールには再解放を許可できる解放がありません。",
 }
 
 

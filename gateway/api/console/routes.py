@@ -273,6 +273,7 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
             or (r.status == "released" and r.reopened_at is None)
             for r in requests
         ),
+        reopenable=any(r.status == "released" and r.reopened_at is None for r in requests),
     )
     return page("detail.html", ctx)
 
@@ -321,6 +322,23 @@ async def request_release(request: Request, mugai_id: str) -> Response:
         raise store_error(exc, session) from exc
     log.info("job=%s release requested request=%s by=%s", mugai_id, row.id, row.requested_by)
     session.notice("ok", f"解放を申請しました（申請ID {row.id}）。承認者の承認をお待ちください。")
+    return see_other(f"/messages/{mugai_id}")
+
+
+@router.post("/messages/{mugai_id}/release-reopen")
+async def reopen_release(request: Request, mugai_id: str) -> Response:
+    """Admin only: allow a released message to be released once more (audited, with a reason)."""
+    session, form = await posted(request, "reopen")
+    mugai_id = _checked_id(mugai_id, session)
+    reason = _reason(form, True, session)
+    try:
+        row = await asyncio.to_thread(
+            ports(request).store.reopen_release, mugai_id, session.principal, reason
+        )
+    except StoreError as exc:
+        raise store_error(exc, session) from exc
+    log.info("job=%s release reopened request=%s by=%s", mugai_id, row.id, row.reopened_by)
+    session.notice("ok", "再解放を許可しました。改めて解放申請と承認が必要です。")
     return see_other(f"/messages/{mugai_id}")
 
 
