@@ -138,6 +138,21 @@ class Anchor:
         finally:
             os.close(fd)
 
+    def last(self) -> tuple[int, str] | None:
+        """(seq, hash) of this node's last complete anchor line, reading only the file's end."""
+        try:
+            with open(self.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 4096))
+                tail = fh.read().decode("ascii", "replace")
+        except FileNotFoundError:
+            return None
+        for line in reversed(tail.split("\n")[:-1]):  # [:-1]: a torn last line is skipped
+            found = _ANCHOR_LINE.fullmatch(line.strip())
+            if found is not None:
+                return int(found.group(1)), found.group(2)
+        return None
+
     def files(self) -> list[Path]:
         if not self.directory.is_dir():
             return []

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -38,6 +39,8 @@ from gateway.store.models import (
     TokenRow,
 )
 from gateway.store.tokens import Principal
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
 
@@ -114,8 +117,25 @@ class Store:
         if anchor_dir is not None:
             anchor = audit_keys.Anchor(anchor_dir, self.node)
             anchor.ensure()
+            self._check_anchor(anchor)
         self.db.seal = chain.Seal(keyring, anchor)
         return keyring.current
+
+    def _check_anchor(self, anchor: audit_keys.Anchor) -> None:
+        """Say at start, not only at the next `audit verify`, when the database is older than
+        what this node anchored (restored from a backup, or rolled back)."""
+        last = anchor.last()
+        if last is None:
+            return
+        seq, entry_hash = last
+        with self.db.read() as s:
+            row = s.get(AuditRow, seq)
+        if row is None or row.hash != entry_hash:
+            log.error(
+                "job=- audit: the database does not contain anchored entry seq=%d (%s): "
+                "restored from an older copy or rewritten; run `mugai audit verify`",
+                seq, anchor.path,
+            )  # fmt: skip
 
     def create_schema(self) -> None:
         """Brings the database to the newest schema (alembic upgrade head)."""

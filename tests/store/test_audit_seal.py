@@ -71,8 +71,13 @@ def _plain_verify_passes(store: Store) -> bool:
     return report.ok or all("chain head" in p for p in report.problems)
 
 
-def test_intact_chain_is_macd_and_anchored(sealed: Store, tmp_path: Path) -> None:
+def test_intact_chain_is_macd_and_anchored(
+    sealed: Store, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _fill(sealed)
+    caplog.clear()
+    sealed.seal_audit(tmp_path / "keys" / "audit.key", tmp_path / "anchor", create=False)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # in step: no alarm
     report = sealed.verify_audit()
     assert report.ok and report.checked == 6, report.problems
     rows = sealed.audit_entries()
@@ -244,7 +249,9 @@ def test_unkeyed_prefix_from_before_the_upgrade_is_accepted(store: Store, tmp_pa
     assert any(p.startswith("seq 4: no MAC") for p in store.verify_audit().problems)
 
 
-def test_older_database_copy_restored_is_detected(tmp_path: Path) -> None:
+def test_older_database_copy_restored_is_detected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     db = tmp_path / "mugai.db"
     store = Store(f"sqlite:///{db}")
     store.create_schema()
@@ -265,7 +272,10 @@ def test_older_database_copy_restored_is_detected(tmp_path: Path) -> None:
             shutil.copy(tmp_path / f"backup{suffix}", target)
     store = Store(f"sqlite:///{db}")
     try:
+        caplog.clear()
         store.seal_audit(tmp_path / "keys" / "audit.key", tmp_path / "anchor", create=False)
+        # Said at start already, not only by the next verify.
+        assert any("does not contain anchored entry seq=6" in r.message for r in caplog.records)
         assert _plain_verify_passes(store)
         problems = store.verify_audit().problems
         assert any("seq 4: anchored" in p and "older copy" in p for p in problems), problems
