@@ -45,7 +45,10 @@ def open_store(settings: Settings, *, seal: bool = True) -> Store:
     store.create_schema()
     if seal:
         try:
-            store.seal_audit(settings.audit_key_file, settings.audit_anchor_dir, create=True)
+            store.seal_audit(
+                settings.audit_key_file, settings.audit_anchor_dir, create=True,
+                syslog=settings.audit.syslog,
+            )  # fmt: skip
         except (AuditKeyError, OSError) as exc:
             store.close()
             raise _UsageError(str(exc)) from exc

@@ -51,7 +51,10 @@ def make_store(settings: Settings) -> Store:
     )
     store.create_schema()
     # Audit entries are MACed with a key outside the database; refused to start without it.
-    store.seal_audit(settings.audit_key_file, settings.audit_anchor_dir, create=True)
+    store.seal_audit(
+        settings.audit_key_file, settings.audit_anchor_dir, create=True,
+        syslog=settings.audit.syslog,
+    )  # fmt: skip
     return store
 
 

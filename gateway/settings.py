@@ -219,6 +219,8 @@ class AuditSettings(_Section):
     # Append-only file of chain heads, written and fsynced on every entry; keep it on another
     # disk or mount than the database. Empty ⇒ <data_dir>/audit-anchor.
     anchor_dir: Path | None = None
+    # Also send each anchor line to syslog: a unix socket path (/dev/log) or host:port (UDP).
+    syslog: str = Field("", pattern=r"^(|/.+|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5})$")
 
 
 class Settings(BaseSettings):

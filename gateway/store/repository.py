@@ -95,7 +95,9 @@ class Store:
         self.engine = self.db.engine
         self.node = socket.gethostname()
 
-    def seal_audit(self, key_file: Path, anchor_dir: Path | None, *, create: bool) -> str:
+    def seal_audit(
+        self, key_file: Path, anchor_dir: Path | None, *, create: bool, syslog: str = ""
+    ) -> str:
         """MAC every new audit entry with the key file's current key and anchor the chain head
         in ``anchor_dir``. ``create``: make the key file (0600) if it is missing and the chain
         has no MACed entry yet (a fresh install or the upgrade from unkeyed entries); a keyed
@@ -115,7 +117,8 @@ class Store:
         keyring = audit_keys.load_keyring(key_file)
         anchor = None
         if anchor_dir is not None:
-            anchor = audit_keys.Anchor(anchor_dir, self.node)
+            copy = audit_keys.SyslogCopy(syslog) if syslog else None
+            anchor = audit_keys.Anchor(anchor_dir, self.node, copy)
             anchor.ensure()
             self._check_anchor(anchor)
         self.db.seal = chain.Seal(keyring, anchor)

@@ -286,3 +286,44 @@ def test_older_database_copy_restored_is_detected(
         assert any("went back" in p for p in problems), problems
     finally:
         store.close()
+
+
+def test_anchor_lines_are_copied_to_syslog(store: Store, tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "log.sock")
+    unix = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    unix.bind(path)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    try:
+        for address, sock in ((path, unix), (f"127.0.0.1:{udp.getsockname()[1]}", udp)):
+            store.seal_audit(tmp_path / "k" / "audit.key", tmp_path / "anchor", create=True,
+                             syslog=address)  # fmt: skip
+            sock.settimeout(30)
+            seq = store.audit("token:alice", "original.read", "m1")
+            got = sock.recv(4096).decode()
+            row = store.audit_entries()[0]
+            assert got.startswith("<37>mugai-audit[") and f"]: {seq} {row.hash} {row.mac}" in got
+        # Syslog gone: the entry and its anchor line are still written (the copy is extra).
+        unix.close()
+        os.unlink(path)
+        store.seal_audit(tmp_path / "k" / "audit.key", tmp_path / "anchor", create=True,
+                         syslog=path)  # fmt: skip
+        store.audit("token:alice", "original.read", "m2")
+        assert store.verify_audit().ok
+    finally:
+        unix.close()
+        udp.close()
+
+
+def test_syslog_setting_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from gateway.settings import load_settings
+
+    for good in ("", "/dev/log", "loghost.example.lg.jp:514", "[::1]:514"):
+        assert load_settings(None, audit={"syslog": good}).audit.syslog == good
+    for bad in ("loghost", "a b:514", "host:port", "relative/path"):
+        with pytest.raises(ValidationError):
+            load_settings(None, audit={"syslog": bad})
