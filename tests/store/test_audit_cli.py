@@ -79,3 +79,23 @@ def test_rotate_key(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
     capsys.readouterr()
     assert run(["audit", "verify", "--config", str(config)]) == 0
     assert "intact: 3 entries" in capsys.readouterr().out
+
+
+def test_truncation_and_stripped_macs_exit_1(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _entries(config)
+    store = open_store(load_settings(config))
+    try:
+        with tampering(store) as conn:
+            conn.execute(text("DELETE FROM audit_log WHERE seq > 2"))
+            conn.execute(text("UPDATE audit_log SET mac = '', key_id = ''"))
+            row = conn.execute(text("SELECT hash FROM audit_log WHERE seq = 2")).one()
+            conn.execute(text("UPDATE audit_head SET seq = 2, hash = :h, mac = '' WHERE id = 1"),
+                         {"h": row.hash})  # fmt: skip
+    finally:
+        store.close()
+    capsys.readouterr()
+    assert run(["audit", "verify", "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert "seq 1: differs from the anchor" in out and "seq 3: anchored" in out
