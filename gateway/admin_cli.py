@@ -1,5 +1,5 @@
-"""`mugai user create|role|list`, `mugai token create|revoke|list`, `mugai audit verify`,
-`mugai purge` (DESIGN.md §4.1).
+"""`mugai user create|role|list`, `mugai token create|revoke|list`,
+`mugai audit verify|init-key|rotate-key`, `mugai purge` (DESIGN.md §4.1).
 
 Wired into gateway/cli.py with ``add_parsers(sub)``. Exit codes: 0 ok, 1 the check failed
 (audit chain broken, nothing to revoke), 2 usage or configuration errors.
@@ -17,6 +17,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gateway.settings import Settings, load_settings
+from gateway.store.audit_keys import AuditKeyError, create_key_file, rotate_key_file
 from gateway.store.errors import StoreError
 from gateway.store.repository import Store, database_url
 from gateway.store.tokens import ROLES
@@ -37,11 +38,21 @@ def _settings(path: str | None) -> Settings:
         raise _UsageError(f"invalid configuration:\n{exc}") from exc
 
 
-def open_store(settings: Settings) -> Store:
+def open_store(settings: Settings, *, seal: bool = True) -> Store:
+    """The store, its audit entries MACed and anchored like the gateway's own."""
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     url = database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir)
     store = Store(url)
     store.create_schema()
+    if seal:
+        try:
+            store.seal_audit(
+                settings.audit_key_file, settings.audit_anchor_dir, create=True,
+                syslog=settings.audit.syslog,
+            )  # fmt: skip
+        except (AuditKeyError, OSError) as exc:
+            store.close()
+            raise _UsageError(str(exc)) from exc
     return store
 
 
@@ -145,11 +156,23 @@ def cmd_token_list(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
-    store = open_store(_settings(args.config))
+    settings = _settings(args.config)
+    store = open_store(settings, seal=False)
     try:
+        unverifiable = ""
+        try:
+            store.seal_audit(settings.audit_key_file, settings.audit_anchor_dir, create=False)
+        except AuditKeyError as exc:
+            unverifiable = str(exc)
+        if unverifiable and store.audit_is_keyed():
+            # Someone removed the key: nothing MACed can be trusted, and that is a failure.
+            print(f"audit chain CANNOT BE VERIFIED: {unverifiable}")
+            return EXIT_FAILED
         report = store.verify_audit()
     finally:
         store.close()
+    if unverifiable:
+        print(f"warning: entries carry no MAC yet ({unverifiable})", file=sys.stderr)
     if report.ok:
         print(f"audit chain intact: {report.checked} entries")
         return EXIT_OK
@@ -157,6 +180,28 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     for problem in report.problems:
         print(f"  {problem}")
     return EXIT_FAILED
+
+
+def cmd_audit_init_key(args: argparse.Namespace) -> int:
+    path = _settings(args.config).audit_key_file
+    try:
+        key_id = create_key_file(path)
+    except FileExistsError:
+        raise _UsageError(f"{path} exists; use `mugai audit rotate-key` for a new key") from None
+    except OSError as exc:
+        raise _UsageError(f"{path}: {exc.strerror}") from exc
+    print(f"created audit key {key_id} in {path} (mode 0600); back it up apart from the database")
+    return EXIT_OK
+
+
+def cmd_audit_rotate_key(args: argparse.Namespace) -> int:
+    path = _settings(args.config).audit_key_file
+    try:
+        key_id = rotate_key_file(path)
+    except (AuditKeyError, OSError) as exc:
+        raise _UsageError(str(exc)) from exc
+    print(f"new audit key {key_id} appended to {path}; restart every node to sign with it")
+    return EXIT_OK
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
@@ -222,9 +267,17 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     audit = sub.add_parser("audit", help="audit log")
     asub = audit.add_subparsers(dest="audit_command", required=True)
-    p = asub.add_parser("verify", help="check the hash chain; exit 1 when broken")
+    p = asub.add_parser(
+        "verify", help="check the hash chain, MACs and the anchor file; exit 1 when broken"
+    )
     config(p)
     p.set_defaults(func=_guarded(cmd_audit_verify))
+    p = asub.add_parser("init-key", help="create the audit MAC key file (mode 0600)")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_audit_init_key))
+    p = asub.add_parser("rotate-key", help="append a new current key (old ones keep verifying)")
+    config(p)
+    p.set_defaults(func=_guarded(cmd_audit_rotate_key))
 
     p = sub.add_parser("purge", help="apply retention")
     config(p)

@@ -17,6 +17,7 @@ from gateway.sanitize.base import OfficeConverter
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import Spool
+from gateway.store.releases import Policy
 from gateway.store.repository import Store, database_url
 from gateway.worker import Worker
 
@@ -35,13 +36,26 @@ def make_relay(settings: Settings) -> Relay:
     return MaildirRelay(settings.outbox_dir)
 
 
+def release_policy(settings: Settings) -> Policy:
+    return Policy(
+        allow_infected=settings.release.allow_infected,
+        stale_approval=settings.release.stale_approval,
+    )
+
+
 def make_store(settings: Settings) -> Store:
     settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(
         database_url(settings.storage.database_url.get_secret_value(), settings.storage.data_dir),
         identity_cooldown=settings.admin.identity_cooldown,
+        policy=release_policy(settings),
     )
     store.create_schema()
+    # Audit entries are MACed with a key outside the database; refused to start without it.
+    store.seal_audit(
+        settings.audit_key_file, settings.audit_anchor_dir, create=True,
+        syslog=settings.audit.syslog,
+    )  # fmt: skip
     return store
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
 from gateway.mime.body import compose_body
+from gateway.mime.headers_block import summarize
 from gateway.mime.notice import render_notice
 from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
@@ -43,6 +44,16 @@ class MessageReport:
     header_from: str = ""
     scan: ScanResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    date: str = ""  # for the withheld notice (gateway/mime/headers_block.py)
+
+
+def _withheld_report(raw: bytes, header_cap: int, scan: ScanResult) -> MessageReport:
+    """The body stays withheld; the header block alone (bounded) identifies the record."""
+    found = summarize(raw, header_cap)
+    return MessageReport(
+        subject=found.subject, message_id=found.message_id, header_from=found.header_from,
+        scan=scan, date=found.date,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -199,13 +210,14 @@ class Pipeline:
         started = time.monotonic()
         scan = await self.scanner.scan(raw)  # Transient (clamd down) propagates: retry later
         scanned = time.monotonic()
+        header_cap = self.settings.sanitize.max_header_bytes
         if not scan.clean:
-            report = MessageReport(scan=scan)
+            report = _withheld_report(raw, header_cap, scan)
             return Quarantine("virus_found", scan.signature, report)
         try:
             result = await self._in_pool(sanitize_message, raw, meta, self.settings, self.office)
         except Permanent as exc:
-            report = MessageReport(scan=scan)
+            report = _withheld_report(raw, header_cap, scan)
             return Quarantine(exc.reason, exc.detail, report)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         report = replace(result.report, scan=scan, timings=timings)

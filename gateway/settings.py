@@ -248,6 +248,26 @@ class UnlockSettings(_Section):
     seconds: Duration = 60.0
 
 
+class ReleaseSettings(_Section):
+    # Originals quarantined as virus_found / virus_found_output never cross to the LGWAN side
+    # unless this is true; even then the request and the approval must name the signature.
+    allow_infected: bool = False
+    # An approval with no relay answer for this long is taken as interrupted by a crash and
+    # may be approved again (longer than any relay delivery can take).
+    stale_approval: Duration = 15 * 60.0
+
+
+class AuditSettings(_Section):
+    # HMAC key for the audit chain; NOT in the database. Created 0600 by `mugai audit init-key`
+    # (or at first start). Empty ⇒ <data_dir>/keys/audit.key.
+    key_file: Path | None = None
+    # Append-only file of chain heads, written and fsynced on every entry; keep it on another
+    # disk or mount than the database. Empty ⇒ <data_dir>/audit-anchor.
+    anchor_dir: Path | None = None
+    # Also send each anchor line to syslog: a unix socket path (/dev/log) or host:port (UDP).
+    syslog: str = Field("", pattern=r"^(|/.+|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5})$")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -265,6 +285,8 @@ class Settings(BaseSettings):
     watch: WatchSettings = WatchSettings()
     files: FilesSettings = FilesSettings()
     unlock: UnlockSettings = UnlockSettings()
+    release: ReleaseSettings = ReleaseSettings()
+    audit: AuditSettings = AuditSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -285,6 +307,14 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.storage.data_dir / "outbox"
+
+    @property
+    def audit_key_file(self) -> Path:
+        return self.audit.key_file or self.storage.data_dir / "keys" / "audit.key"
+
+    @property
+    def audit_anchor_dir(self) -> Path:
+        return self.audit.anchor_dir or self.storage.data_dir / "audit-anchor"
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:

@@ -248,6 +248,11 @@ class Worker:
     async def _quarantine(
         self, job: Job, reason: str, detail: str, report: MessageReport | None
     ) -> None:
+        values = None
+        if report is not None and (report.parts or report.subject or report.message_id
+                                   or report.header_from):  # fmt: skip
+            _observe(report.timings)
+            values = Store.report_values(**_report_fields(report))
         await asyncio.to_thread(
             self.store.mark_quarantined,
             job.id,
@@ -255,18 +260,21 @@ class Worker:
             detail,
             job.meta.attempts + 1,
             report.scan if report else None,
+            values,  # one transaction: a quarantined record is never without its headers
         )
-        if report is not None and report.parts:
-            await self._record_report(job, report)
         if self.settings.notice.withheld_notice and job.meta.kind == "mail":
-            await self._notify_withheld(job, reason)
+            await self._notify_withheld(job, reason, report)
         await asyncio.to_thread(self.spool.done, job)
         JOBS.labels("quarantined").inc()
         REASONS.labels(reason).inc()
         log.warning("job=%s quarantined reason=%s", job.id, reason)
 
-    async def _notify_withheld(self, job: Job, reason: str) -> None:
-        text = render_withheld_notice(job.id, reason, self.settings.notice.contact)
+    async def _notify_withheld(self, job: Job, reason: str, report: MessageReport | None) -> None:
+        text = render_withheld_notice(
+            job.id, reason, self.settings.notice.contact,
+            sender=report.header_from if report else "",
+            subject=report.subject if report else "", date=report.date if report else "",
+        )  # fmt: skip
         data = build_withheld_notice(
             mail_from=f"postmaster@{self.settings.smtp.hostname}",
             rcpt=job.meta.rcpt_tos,

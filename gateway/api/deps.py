@@ -21,7 +21,7 @@ from gateway.model import ScanResult
 from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Spool
-from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
+from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound, StoreError
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 
@@ -104,4 +104,6 @@ def http_error(exc: StoreError) -> HTTPException:
         return HTTPException(403, exc.reason)
     if isinstance(exc, Conflict):
         return HTTPException(409, exc.reason)
+    if isinstance(exc, Invalid):
+        return HTTPException(422, exc.reason)
     return HTTPException(400, exc.reason)

@@ -44,10 +44,14 @@ async def approve_and_send(
     who: Principal,
     rcpt_tos: Sequence[str] | None = None,
     reason: str = "",
+    confirm_signature: str = "",
 ) -> ReleaseOutcome:
     req, msg, original = await asyncio.to_thread(
-        store.approve_release, rid, who, rcpt_tos, reason
+        lambda: store.approve_release(
+            rid, who, rcpt_tos, reason, confirm_signature=confirm_signature
+        )
     )
+    attempt = req.attempt
     data = released_copy(original, who.name)
     result: dict[str, Any]
     try:
@@ -63,7 +67,11 @@ async def approve_and_send(
     except Exception as exc:  # noqa: BLE001 - recorded as a failed release, never a 500
         log.exception("job=%s release delivery failed", msg.id)
         result, ok = {"error": "internal_error", "detail": type(exc).__name__}, False
-    await asyncio.to_thread(store.finish_release, rid, who, ok, result)
+    recorded = await asyncio.to_thread(store.finish_release, rid, who, attempt, ok, result)
+    if not recorded:
+        # Another approval took over (this one was given up for dead): not recorded twice.
+        log.warning("job=%s release request=%s attempt=%s superseded", msg.id, rid, attempt)
+        ok = False
     log.info("job=%s release request=%s by=%s ok=%s", msg.id, rid, who.name, ok)
     row = await asyncio.to_thread(store.release_request, rid)
     assert row is not None  # it was just updated in this very flow

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway.api.display import visible
+from gateway.store.releases import ExceptionCategory
 from gateway.store.repository import utc
 
 # Ids and cursors are bounded: ASCII letters, digits, '-' and '_' only.
@@ -98,7 +99,33 @@ class MessageDetail(MessageSummary):
         return self
 
 
+MAX_SIGNATURE = 500
+
+
 class ReleaseRequestIn(_In):
+    reason: str = Field(min_length=1, max_length=MAX_REASON)
+    # original: the untouched original (例外措置, needs a category); sanitized: re-delivery.
+    kind: Literal["original", "sanitized"] = "original"
+    category: ExceptionCategory | None = None
+    # Required for an infected original (allowed only by [release] allow_infected): the
+    # signature, typed by the person, as the explicit confirmation.
+    confirm_signature: str = Field("", max_length=MAX_SIGNATURE)
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("a reason is required")
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _category(self) -> ReleaseRequestIn:
+        if self.kind == "original" and self.category is None:
+            raise ValueError("releasing an original is an exception: a category is required")
+        return self
+
+
+class ReopenIn(_In):
     reason: str = Field(min_length=1, max_length=MAX_REASON)
 
     @field_validator("reason")
@@ -113,6 +140,7 @@ class ApproveIn(_In):
     # A subset of the original recipients; omitted ⇒ all of them.
     rcpt_tos: list[str] | None = Field(None, min_length=1, max_length=MAX_RECIPIENTS)
     reason: str = Field("", max_length=MAX_REASON)
+    confirm_signature: str = Field("", max_length=MAX_SIGNATURE)
 
     @field_validator("rcpt_tos")
     @classmethod
@@ -145,6 +173,13 @@ class ReleaseRequestOut(_Out):
     decision_reason: str
     rcpt_tos: list[str]
     result: dict[str, Any]
+    kind: str
+    category: str
+    exception: bool
+    confirmed_signature: str
+    reopened_at: datetime | None
+    reopened_by: str
+    reopen_reason: str
 
 
 class ReleaseRequestList(BaseModel):

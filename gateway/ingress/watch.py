@@ -167,13 +167,20 @@ class FolderWatcher:
             os.rename(path, target)
         except OSError:
             return
-        _write_json(target.with_name(target.name + ".report.json"), {
+        _write_json(report_path(target.parent, target.name), {
             "id": job_id, "file": rel.as_posix(), "status": "withheld", "reasons": [reason],
         })  # fmt: skip
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, ensure_ascii=False, indent=2).encode("utf-8"))
+
+
+def report_path(folder: Path, filename: str) -> Path:
+    """``<name>.report.json`` with the name through the same cleaner as the outputs: no RLO,
+    no CR/LF or other controls, no path parts (the report sits on the LGWAN side)."""
+    name = Path(filename.replace("\\", "/")).name
+    return unique_path(folder / (clean_name(name, Path(name).suffix) + ".report.json"))
 
 
 def _safe_rel_dir(relpath: str) -> Path:
@@ -187,7 +194,7 @@ def deliver_watch_result(
     meta: JobMeta,
     original: bytes,
     files: tuple[CleanFile, ...],
-    report: dict[str, Any],
+    report_data: dict[str, Any],
 ) -> list[Path]:
     """Write a file job's outcome into outbox (or failed); returns the paths written."""
     assert settings.outbox is not None
@@ -201,7 +208,7 @@ def deliver_watch_result(
             target = unique_path(folder / f.filename)
             write_atomic(target, f.data)
             written.append(target)
-        report_path = unique_path(folder / (Path(meta.filename).name + ".report.json"))
+        report = report_path(folder, meta.filename)
     else:
         folder = (settings.failed or settings.outbox) / sub
         folder.mkdir(parents=True, exist_ok=True)
@@ -210,7 +217,7 @@ def deliver_watch_result(
             target = unique_path(folder / clean_name(meta.filename, Path(meta.filename).suffix))
             write_atomic(target, original)
             written.append(target)
-        report_path = unique_path(folder / (Path(meta.filename).name + ".report.json"))
-    _write_json(report_path, report)
-    written.append(report_path)
+        report = report_path(folder, meta.filename)
+    _write_json(report, report_data)
+    written.append(report)
     return written

@@ -5,47 +5,15 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+from gateway.mime.headers_block import one_line
 from gateway.model import Action, PartReport
+from gateway.reasons import LABELS_JA
 
 RULE = "━" * 36
+_NOTICE_FIELD = 200  # characters of a sender / subject / date shown in the withheld notice
 
-REASONS_JA: dict[str, str] = {
-    "not_yet_supported": "この形式の無害化は未対応",
-    "unsupported_type": "許可されていない形式",
-    "type_mismatch": "拡張子・宣言された形式と内容が不一致",
-    "encrypted": "暗号化（パスワード付きZIP等）のため無害化できません。原本は保管しています",
-    "unsafe_path": "危険なパス名（../ や絶対パス）",
-    "queue_timeout": "保留期間を超過",
-    "relay_timeout": "中継サーバへの配送期限を超過",
-    "relay_rejected": "中継サーバが受信を拒否",
-    "mail_loop": "メールの配送ループ",
-    "unparseable": "メールの構造を解析できない",
-    "too_many_parts": "パート数の上限を超過",
-    "too_deep": "入れ子の深さの上限を超過",
-    "too_large": "サイズ・ページ数・画素数の上限を超過",
-    "conversion_failed": "変換に失敗",
-    "conversion_timeout": "変換が時間内に終わらず",
-    "invalid_output": "変換結果が不正",
-    "active_content": "能動的なコンテンツを含む",
-    "archive_limit": "圧縮ファイルの展開上限を超過",
-    "virus_found": "ウイルスを検知",
-    "macros_removed": "マクロは除去",
-    "html_to_text": "HTMLをテキストに変換",
-    "links_disarmed": "リンクを無効化",
-    "alternative_not_used": "同じ内容の別形式（テキスト版を使用）",
-    "signature_removed": "電子署名（無害化後は検証できないため削除）",
-    "internal_error": "内部エラー",
-    "empty_result": "変換結果が空",
-    "unlock_failed": "パスワード解除に失敗",
-    "wrong_password": "パスワードが違います",
-    "unlock_rate_limited": "パスワードの誤入力が多いため一時的に受け付けません",
-    "unlock_unsupported": "パスワード解除に対応していない形式",
-    "part_not_found": "指定されたパートがありません",
-    "already_unlocked": "このパートは解除・配送済み",
-    "unlock_in_progress": "同じメールの解除を処理中",
-    "part_not_encrypted": "暗号化されたパートではありません",
-    "nothing_to_deliver": "解除後の内容に配送できるものがありません",
-}
+# The labels live in gateway/reasons.py (one closed set); this name stays for the notices.
+REASONS_JA: dict[str, str] = {code.value: text for code, text in LABELS_JA.items()}
 
 ACTIONS_JA = {
     Action.KEPT: "文字コードをUTF-8に変換して添付",
@@ -142,18 +110,36 @@ def render_notice(
     return "\n".join([*ja, "", *en, RULE, ""])
 
 
-def render_withheld_notice(mugai_id: str, reason: str, contact: str) -> str:
+def render_withheld_notice(
+    mugai_id: str,
+    reason: str,
+    contact: str,
+    *,
+    sender: str = "",
+    subject: str = "",
+    date: str = "",
+) -> str:
+    """Which mail was withheld (sender, subject, date: headers only, one line each, no
+    content) and why, with the X-Mugai-Id to quote when asking for it."""
     ja = REASONS_JA.get(reason, reason)
+    sender, subject, date = (one_line(v, _NOTICE_FIELD) for v in (sender, subject, date))
+    none = "（不明）"
     return "\n".join(
         [
             RULE,
             "【配送保留のお知らせ】",
             "あなた宛てのメールが安全上の理由で配送されず、保管されました。",
+            f"差出人: {sender or none}",
+            f"件名: {subject or '（件名なし）'}",
+            f"日付: {date or none}",
             f"理由: {ja} ({reason})",
             f"必要な場合は、{contact} に次の番号をお知らせください: X-Mugai-Id: {mugai_id}",
             "",
             "[Message withheld]",
             "A message addressed to you was withheld for safety and kept in quarantine.",
+            f"From: {sender or '(unknown)'}",
+            f"Subject: {subject or '(no subject)'}",
+            f"Date: {date or '(unknown)'}",
             f"Reason: {reason}. Contact {contact} quoting X-Mugai-Id: {mugai_id}",
             RULE,
             "",

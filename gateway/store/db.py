@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,10 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 _IMMEDIATE = "mugai_immediate"
+# The same keys as gateway/store/audit.py (SEAL, PENDING); not imported to keep db.py a leaf.
+SEAL_KEY = "mugai_audit_seal"
+PENDING_KEY = "mugai_audit_pending"
+log = logging.getLogger(__name__)
 
 
 def database_url(url: str, data_dir: Path) -> str:
@@ -57,6 +62,7 @@ class Database:
         self.engine = make_engine(url)
         self.dialect = self.engine.dialect.name
         self._plain: sessionmaker[Session] = sessionmaker(self.engine, expire_on_commit=False)
+        self.seal: Any = None  # gateway.store.audit.Seal, set by Store.seal_audit
         self._locked: sessionmaker[Session] = sessionmaker(
             self.engine.execution_options(**{_IMMEDIATE: True}), expire_on_commit=False
         )
@@ -68,9 +74,23 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """A write transaction (may append audit entries; see the module docstring)."""
+        """A write transaction (may append audit entries; see the module docstring).
+
+        Audit entries are MACed with ``self.seal`` (gateway/store/audit.py), and the chain head
+        is anchored outside the database once the transaction has committed."""
         with self._locked.begin() as s:
+            if self.seal is not None:
+                s.info[SEAL_KEY] = self.seal
             yield s
+        heads = s.info.pop(PENDING_KEY, None)
+        anchor = self.seal.anchor if self.seal is not None else None
+        if heads and anchor is not None:
+            for seq, entry_hash, mac in heads:
+                try:
+                    anchor.write(seq, entry_hash, mac)
+                except OSError as exc:
+                    # Committed already; the anchor lags (verify reports only what it has).
+                    log.error("job=- audit anchor not written seq=%s: %s", seq, exc.strerror)
 
     def close(self) -> None:
         self.engine.dispose()

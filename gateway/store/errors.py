@@ -20,3 +20,7 @@ class Conflict(StoreError):
 
 class NotAllowed(StoreError):
     """The actor may not do this to this object (e.g. approving their own request)."""
+
+
+class Invalid(StoreError):
+    """The request itself is incomplete or wrong (a missing category, a wrong confirmation)."""

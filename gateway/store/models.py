@@ -12,16 +12,23 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Text,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
     pass
+
+
+OPEN_RELEASE_WHERE = (
+    "status IN ('pending', 'approved', 'failed') OR (status = 'released' AND reopened_at IS NULL)"
+)
 
 
 class MessageRow(Base):
@@ -125,6 +132,38 @@ class ReleaseRequestRow(Base):
     decision_reason: Mapped[str] = mapped_column(Text, default="")
     rcpt_tos: Mapped[list[str]] = mapped_column(JSON, default=list)  # who got the original
     result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # original (the guideline's 例外措置: category + reason) | sanitized (re-delivery)
+    kind: Mapped[str] = mapped_column(String(16), default="original", server_default="original")
+    category: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    exception: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    confirmed_signature: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # The approval that may record the delivery: a late answer of an older attempt is ignored.
+    attempt: Mapped[str] = mapped_column(String(32), default="", server_default="")
+    reopened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    reopened_by: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    reopen_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+    __table_args__ = (
+        # At most one open request, or one release not reopened, per message (races included).
+        Index(
+            "ux_release_requests_one_open",
+            "message",
+            unique=True,
+            sqlite_where=text(OPEN_RELEASE_WHERE),
+            postgresql_where=text(OPEN_RELEASE_WHERE),
+        ),
+    )
+
+
+class MessageReasonRow(Base):
+    """One row per reason code of a message or any of its parts, so `reason=` uses an index."""
+
+    __tablename__ = "message_reasons"
+
+    message: Mapped[str] = mapped_column(
+        String(32), ForeignKey("messages.id", ondelete="CASCADE"), primary_key=True
+    )
+    reason: Mapped[str] = mapped_column(String(64), primary_key=True, index=True)
 
 
 class AuditRow(Base):
@@ -143,6 +182,9 @@ class AuditRow(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 (key outside the database) over the previous MAC and this entry's hash.
+    mac: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    key_id: Mapped[str] = mapped_column(String(32), default="", server_default="")
 
 
 class AuditHeadRow(Base):
@@ -154,3 +196,4 @@ class AuditHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+    mac: Mapped[str] = mapped_column(String(64), default="", server_default="")

@@ -1,36 +1,92 @@
-"""Two-person release: an operator asks (with a reason), a different person approves.
+"""Release: an operator asks (with a reason), a different person approves; one outcome per message.
 
-State: pending → approved (delivery under way) → released | failed; pending → rejected.
-A failed delivery can be approved again. These functions run inside Database.write()
-transactions so the state change and its audit entry commit together.
+States of a request::
+
+    pending ──approve──▶ approved ──relay took it──▶ released ──admin reopen──▶ (released, reopened)
+       │                    │  └──relay refused──▶ failed ──approve──▶ approved …
+       └──reject──▶ rejected └─(crash: no answer for stale_approval)──approve──▶ approved …
+
+Per message at most one request is open (pending, approved, failed) or released and not reopened;
+a partial unique index enforces it in the database too, so two racing requests cannot both
+win. Each approval gets a fresh ``attempt`` id and only that attempt may record the delivery,
+so a late answer of an approval that was given up for dead is never recorded a second time.
+
+Two kinds: ``original`` (the untouched original: the guideline's 例外措置, with a category,
+marked as an exception in the audit) and ``sanitized`` (re-delivery of the sanitized copy).
+Infected originals (virus_found, virus_found_output) are refused unless the release policy
+allows them, and then the request and the approval must both name the signature.
+
+These functions run inside Database.write() transactions so the state change and its audit
+entry commit together.
 """
 
 from __future__ import annotations
 
+import enum
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.reasons import INFECTED, all_reasons
 from gateway.store import audit, users
-from gateway.store.errors import Conflict, NotAllowed, NotFound
+from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.store.models import BlobRow, MessageRow, ReleaseRequestRow
 from gateway.store.tokens import Principal
 
-APPROVABLE = frozenset({"pending", "failed"})
 MAX_REASON = 2000
+OPEN = frozenset({"pending", "approved", "failed"})
+APPROVABLE = frozenset({"pending", "failed"})
 # Longer than any relay delivery can take (connect + DATA timeouts), so never a live one.
 STALE_APPROVAL_SECONDS = 15 * 60
+
+
+class ReleaseKind(enum.StrEnum):
+    ORIGINAL = "original"  # the untouched original: 例外措置
+    SANITIZED = "sanitized"  # the sanitized copy again (e.g. after a PPAP unlock)
+
+
+class ExceptionCategory(enum.StrEnum):
+    """Why an untouched original may cross (recorded with the request; labels in reasons.py)."""
+
+    BUSINESS_REQUIRED = "business_required"  # 業務上、原本の形式が必要
+    SENDER_VERIFIED = "sender_verified"  # 送信元に確認済み
+    CANNOT_SANITIZE = "cannot_sanitize"  # 無害化できない形式
+    LEGAL = "legal"  # 法令・訴訟対応
+    OTHER = "other"  # その他（理由に記載）
+
+
+@dataclass(frozen=True)
+class Policy:
+    allow_infected: bool = False
+    stale_approval: float = STALE_APPROVAL_SECONDS
 
 
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _message_with_original(s: Session, mugai_id: str) -> MessageRow:
-    msg = s.get(MessageRow, mugai_id)
+def same_person(req: ReleaseRequestRow, who: Principal) -> bool:
+    """The two-person rule's one comparison: names are unique persons (store/users.py)."""
+    return req.requested_by == who.name
+
+
+def signature_of(msg: MessageRow) -> str:
+    """The virus signature of an infected message ('' if it is not infected)."""
+    if not INFECTED & set(all_reasons(msg.reasons, msg.parts)):
+        return ""
+    scan = msg.scan if isinstance(msg.scan, dict) else {}
+    return str(scan.get("signature") or msg.detail or "unknown").strip()
+
+
+def _message(s: Session, mugai_id: str) -> MessageRow:
+    # Locked so two requests for one message serialise (SQLite: the write lock is held already).
+    msg = s.scalar(select(MessageRow).where(MessageRow.id == mugai_id).with_for_update())
     if msg is None:
         raise NotFound("message_not_found")
     if msg.kind != "mail":
@@ -42,11 +98,59 @@ def _message_with_original(s: Session, mugai_id: str) -> MessageRow:
     return msg
 
 
-def create(s: Session, mugai_id: str, reason: str, who: Principal) -> ReleaseRequestRow:
+def _check_infected(msg: MessageRow, policy: Policy, confirm_signature: str) -> str:
+    signature = signature_of(msg)
+    if not signature:
+        return ""
+    if not policy.allow_infected:
+        raise NotAllowed("infected_release_forbidden")
+    if confirm_signature.strip() != signature:
+        raise Invalid("confirm_signature_mismatch", signature)
+    return signature
+
+
+def _blocking(s: Session, mugai_id: str) -> ReleaseRequestRow | None:
+    stmt = select(ReleaseRequestRow).where(ReleaseRequestRow.message == mugai_id)
+    for row in s.scalars(stmt):
+        if row.status in OPEN or (row.status == "released" and row.reopened_at is None):
+            return row
+    return None
+
+
+def create(
+    s: Session,
+    mugai_id: str,
+    reason: str,
+    who: Principal,
+    *,
+    kind: str = ReleaseKind.ORIGINAL,
+    category: str = "",
+    confirm_signature: str = "",
+    policy: Policy = Policy(),  # noqa: B008 - frozen
+) -> ReleaseRequestRow:
     reason = reason.strip()
     if not reason:
-        raise Conflict("reason_required")
-    _message_with_original(s, mugai_id)
+        raise Invalid("reason_required")
+    try:
+        kind = ReleaseKind(kind)
+    except ValueError:
+        raise Invalid("unknown_release_kind") from None
+    msg = _message(s, mugai_id)
+    signature = ""
+    if kind is ReleaseKind.ORIGINAL:
+        try:
+            category = ExceptionCategory(category).value
+        except ValueError:
+            raise Invalid("exception_category_required") from None
+        signature = _check_infected(msg, policy, confirm_signature)
+    else:
+        category = ""
+        if s.get(BlobRow, (mugai_id, "sanitized")) is None:
+            raise Conflict("no_sanitized_copy")
+    blocking = _blocking(s, mugai_id)
+    if blocking is not None:
+        code = "already_released" if blocking.status == "released" else "release_request_open"
+        raise Conflict(code, blocking.id)
     row = ReleaseRequestRow(
         id=secrets.token_hex(10),
         message=mugai_id,
@@ -59,43 +163,58 @@ def create(s: Session, mugai_id: str, reason: str, who: Principal) -> ReleaseReq
         decision_reason="",
         rcpt_tos=[],
         result={},
+        kind=kind.value,
+        category=category,
+        exception=kind is ReleaseKind.ORIGINAL,
+        confirmed_signature=signature,
+        attempt="",
+        reopened_at=None,
+        reopened_by="",
+        reopen_reason="",
     )
     s.add(row)
-    s.flush()
-    detail = {"request": row.id, "reason": row.reason}
+    try:
+        s.flush()
+    except IntegrityError:
+        # Another node inserted one in between (PostgreSQL); the index is the last word.
+        raise Conflict("release_request_open") from None
+    detail: dict[str, Any] = {"request": row.id, "reason": row.reason, "kind": row.kind}
+    if row.exception:
+        detail.update(exception=True, category=row.category)
+    if signature:
+        detail["infected"] = signature
     audit.append(s, who.actor, "release.request", mugai_id, detail)
     return row
 
 
+def _stale(decided_at: datetime | None, policy: Policy) -> bool:
+    if decided_at is None:
+        return False
+    if decided_at.tzinfo is None:  # SQLite hands back naive UTC
+        decided_at = decided_at.replace(tzinfo=UTC)
+    return (_now() - decided_at).total_seconds() > policy.stale_approval
+
+
 def _decidable(
-    s: Session, rid: str, who: Principal, cooldown: float = users.DEFAULT_COOLDOWN
+    s: Session, rid: str, who: Principal, policy: Policy, cooldown: float
 ) -> ReleaseRequestRow:
-    req = s.get(ReleaseRequestRow, rid)
+    req = s.scalar(select(ReleaseRequestRow).where(ReleaseRequestRow.id == rid).with_for_update())
     if req is None:
         raise NotFound("request_not_found")
-    if req.requested_by == who.name:
-        # The two-person rule: whatever the role, nobody decides their own request. Names
-        # are unique persons, so a second token of the requester is the requester.
+    if same_person(req, who):
+        # The two-person rule: whatever the role, nobody decides their own request.
         raise NotAllowed("approver_is_requester")
     if users.linked(s, req.requested_by, who.name, cooldown):
         # One of them just created, re-roled or issued a token to the other: not two people
         # we can tell apart yet (see gateway/store/users.py).
         raise NotAllowed("approver_linked_to_requester")
-    if req.status == "approved" and _stale(req.decided_at):
+    if req.status == "approved" and _stale(req.decided_at, policy):
         # The process that was delivering it died between approval and the relay's answer:
-        # a new approval retries, rather than leaving the request stuck for ever.
+        # a new approval retries (a new attempt id: the dead one can no longer record).
         return req
     if req.status not in APPROVABLE:
         raise Conflict(f"request_{req.status}")
     return req
-
-
-def _stale(decided_at: datetime | None) -> bool:
-    if decided_at is None:
-        return False
-    if decided_at.tzinfo is None:  # SQLite hands back naive UTC
-        decided_at = decided_at.replace(tzinfo=UTC)
-    return (_now() - decided_at).total_seconds() > STALE_APPROVAL_SECONDS
 
 
 def approve(
@@ -104,11 +223,19 @@ def approve(
     who: Principal,
     rcpt_tos: Sequence[str] | None,
     reason: str,
+    *,
+    confirm_signature: str = "",
+    policy: Policy = Policy(),  # noqa: B008 - frozen
     cooldown: float = users.DEFAULT_COOLDOWN,
 ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
-    """Mark approved and return what to deliver; the caller sends, then calls ``finish``."""
-    req = _decidable(s, rid, who, cooldown)
-    msg = _message_with_original(s, req.message)
+    """Mark approved and return what to deliver; the caller sends, then calls ``finish``
+    with ``req.attempt``."""
+    req = _decidable(s, rid, who, policy, cooldown)
+    msg = _message(s, req.message)
+    signature = ""
+    if req.kind == ReleaseKind.ORIGINAL:
+        # Checked again: the policy may have changed since the request.
+        signature = _check_infected(msg, policy, confirm_signature)
     original = list(msg.rcpt_tos)
     if rcpt_tos:
         wanted = list(dict.fromkeys(rcpt_tos))
@@ -120,27 +247,48 @@ def approve(
         targets = wanted
     else:
         targets = original
-    blob = s.get(BlobRow, (msg.id, "original"))
-    assert blob is not None  # checked by _message_with_original
+    blob_kind = "original" if req.kind == ReleaseKind.ORIGINAL else "sanitized"
+    blob = s.get(BlobRow, (msg.id, blob_kind))
+    if blob is None:
+        raise Conflict("original_deleted" if blob_kind == "original" else "no_sanitized_copy")
+    retry = req.status == "approved"
+    previous = req.attempt
     req.status = "approved"
+    req.attempt = secrets.token_hex(8)
     req.decided_by = who.name
     req.decided_at = _now()
     req.decision_reason = reason.strip()[:MAX_REASON]
     req.rcpt_tos = targets
-    audit.append(
-        s,
-        who.actor,
-        "release.approve",
-        msg.id,
-        {"request": rid, "rcpt_tos": targets, "reason": req.decision_reason},
-    )
+    detail: dict[str, Any] = {
+        "request": rid,
+        "rcpt_tos": targets,
+        "reason": req.decision_reason,
+        "kind": req.kind,
+        "attempt": req.attempt,
+    }
+    if req.exception:
+        detail.update(exception=True, category=req.category)
+    if signature:
+        detail["infected"] = signature
+    if retry:
+        detail["interrupted_attempt"] = previous
+    audit.append(s, who.actor, "release.approve", msg.id, detail)
     return req, msg, blob.data
 
 
-def finish(s: Session, rid: str, who: Principal, ok: bool, result: dict[str, Any]) -> None:
-    req = s.get(ReleaseRequestRow, rid)
+def finish(
+    s: Session, rid: str, who: Principal, attempt: str, ok: bool, result: dict[str, Any]
+) -> bool:
+    """Record the relay's answer once; False (and an audit note) for a superseded attempt."""
+    req = s.scalar(select(ReleaseRequestRow).where(ReleaseRequestRow.id == rid).with_for_update())
     if req is None:
         raise NotFound("request_not_found")
+    if req.status != "approved" or req.attempt != attempt:
+        audit.append(
+            s, who.actor, "release.late_result", req.message,
+            {"request": rid, "attempt": attempt, "ok": ok, **result},
+        )  # fmt: skip
+        return False
     req.status = "released" if ok else "failed"
     req.result = result
     if ok:
@@ -150,15 +298,22 @@ def finish(s: Session, rid: str, who: Principal, ok: bool, result: dict[str, Any
             msg.updated_at = _now()
     audit.append(
         s, who.actor, "release.delivered" if ok else "release.failed", req.message,
-        {"request": rid, **result},
-    )
+        {"request": rid, "attempt": attempt, **result},
+    )  # fmt: skip
+    return True
 
 
 def reject(
-    s: Session, rid: str, who: Principal, reason: str, cooldown: float = users.DEFAULT_COOLDOWN
+    s: Session,
+    rid: str,
+    who: Principal,
+    reason: str,
+    policy: Policy = Policy(),  # noqa: B008 - frozen
+    cooldown: float = users.DEFAULT_COOLDOWN,
 ) -> ReleaseRequestRow:
-    req = _decidable(s, rid, who, cooldown)
+    req = _decidable(s, rid, who, policy, cooldown)
     req.status = "rejected"
+    req.attempt = ""  # an interrupted approval's late answer can no longer record a delivery
     req.decided_by = who.name
     req.decided_at = _now()
     req.decision_reason = reason.strip()[:MAX_REASON]
@@ -166,3 +321,23 @@ def reject(
         s, who.actor, "release.reject", req.message, {"request": rid, "reason": req.decision_reason}
     )
     return req
+
+
+def reopen(s: Session, mugai_id: str, who: Principal, reason: str) -> ReleaseRequestRow:
+    """An admin allows a released message to be released once more (audited, with a reason)."""
+    reason = reason.strip()
+    if not reason:
+        raise Invalid("reason_required")
+    if not who.can("reopen"):
+        raise NotAllowed("admin_required")
+    _message(s, mugai_id)
+    blocking = _blocking(s, mugai_id)
+    if blocking is None or blocking.status != "released":
+        raise Conflict("not_released", blocking.id if blocking else "")
+    blocking.reopened_at = _now()
+    blocking.reopened_by = who.name
+    blocking.reopen_reason = reason[:MAX_REASON]
+    audit.append(
+        s, who.actor, "release.reopen", mugai_id, {"request": blocking.id, "reason": reason}
+    )
+    return blocking

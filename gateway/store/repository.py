@@ -11,23 +11,28 @@ import dataclasses
 import enum
 import hashlib
 import json
+import logging
 import socket
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.model import PartReport, ScanResult
+from gateway.reasons import all_reasons
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
-from gateway.store import migrate, releases, tokens, unlocks, users
+from gateway.store import audit_keys, migrate, releases, tokens, unlocks, users
 from gateway.store.db import Database, database_url, make_engine
 from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
+    AuditHeadRow,
     AuditRow,
     BlobRow,
+    MessageReasonRow,
     MessageRow,
     RecipientRow,
     ReleaseRequestRow,
@@ -35,6 +40,8 @@ from gateway.store.models import (
     UserRow,
 )
 from gateway.store.tokens import Principal
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
 
@@ -77,16 +84,69 @@ class MessageQuery:
     recipient: str = ""
     since: datetime | None = None
     until: datetime | None = None
+    reason: str = ""  # a reason code of the message or of any of its parts
     limit: int = 50
     cursor: str = ""  # the last id of the previous page (ids are time-ordered)
 
 
 class Store:
-    def __init__(self, url: str, *, identity_cooldown: float = users.DEFAULT_COOLDOWN) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        identity_cooldown: float = users.DEFAULT_COOLDOWN,
+        policy: releases.Policy | None = None,
+    ) -> None:
         self.identity_cooldown = identity_cooldown  # [admin] identity_cooldown
+        self.policy = policy or releases.Policy()
         self.db = Database(url)
         self.engine = self.db.engine
         self.node = socket.gethostname()
+
+    def seal_audit(
+        self, key_file: Path, anchor_dir: Path | None, *, create: bool, syslog: str = ""
+    ) -> str:
+        """MAC every new audit entry with the key file's current key and anchor the chain head
+        in ``anchor_dir``. ``create``: make the key file (0600) if it is missing and the chain
+        has no MACed entry yet (a fresh install or the upgrade from unkeyed entries); a keyed
+        chain whose key file is gone is refused (AuditKeyError). Returns the key id in use."""
+        if create and not key_file.exists():
+            with self.db.read() as s:
+                head = s.get(AuditHeadRow, 1)
+            if head is not None and head.mac:
+                raise audit_keys.AuditKeyError(
+                    f"audit key file {key_file} is missing but the audit log is MACed: "
+                    "restore the key file (a new key cannot verify the old entries)"
+                )
+            try:
+                audit_keys.create_key_file(key_file)
+            except FileExistsError:
+                pass  # another node sharing the file made it first
+        keyring = audit_keys.load_keyring(key_file)
+        anchor = None
+        if anchor_dir is not None:
+            copy = audit_keys.SyslogCopy(syslog) if syslog else None
+            anchor = audit_keys.Anchor(anchor_dir, self.node, copy)
+            anchor.ensure()
+            self._check_anchor(anchor)
+        self.db.seal = chain.Seal(keyring, anchor)
+        return keyring.current
+
+    def _check_anchor(self, anchor: audit_keys.Anchor) -> None:
+        """Say at start, not only at the next `audit verify`, when the database is older than
+        what this node anchored (restored from a backup, or rolled back)."""
+        last = anchor.last()
+        if last is None:
+            return
+        seq, entry_hash = last
+        with self.db.read() as s:
+            row = s.get(AuditRow, seq)
+        if row is None or row.hash != entry_hash:
+            log.error(
+                "job=- audit: the database does not contain anchored entry seq=%d (%s): "
+                "restored from an older copy or rewritten; run `mugai audit verify`",
+                seq, anchor.path,
+            )  # fmt: skip
 
     def create_schema(self) -> None:
         """Brings the database to the newest schema (alembic upgrade head)."""
@@ -148,6 +208,15 @@ class Store:
             for key, value in values.items():
                 setattr(row, key, jsonable(value))
             row.updated_at = now()
+            if "reasons" in values or "parts" in values:
+                self._index_reasons(s, row)
+
+    @staticmethod
+    def _index_reasons(s: Session, row: MessageRow) -> None:
+        """Keep message_reasons equal to the union of the message's and its parts' reasons."""
+        s.execute(delete(MessageReasonRow).where(MessageReasonRow.message == row.id))
+        for code in all_reasons(row.reasons, row.parts):
+            s.add(MessageReasonRow(message=row.id, reason=code[:64]))
 
     def _put_blob(self, s: Session, mugai_id: str, kind: str, data: bytes) -> None:
         blob = s.get(BlobRow, (mugai_id, kind))
@@ -215,16 +284,21 @@ class Store:
             row.attempts = attempts
             row.updated_at = now()
             self._put_blob(s, mugai_id, "sanitized", sanitized)
+            self._index_reasons(s, row)
 
     def mark_quarantined(
-        self, mugai_id: str, reason: str, detail: str, attempts: int, scan: ScanResult | None = None
+        self,
+        mugai_id: str,
+        reason: str,
+        detail: str,
+        attempts: int,
+        scan: ScanResult | None = None,
+        report: dict[str, Any] | None = None,
     ) -> None:
-        values: dict[str, Any] = {
-            "status": "quarantined",
-            "reasons": [reason],
-            "detail": detail[:2000],
-            "attempts": attempts,
-        }
+        """Quarantined, with the report's values (``report_values``) in the same transaction."""
+        values: dict[str, Any] = dict(report or {})
+        values.update(status="quarantined", reasons=[reason], detail=detail[:2000])
+        values["attempts"] = attempts
         if scan is not None:
             values["scan"] = scan
         self._update(mugai_id, **values)
@@ -258,6 +332,7 @@ class Store:
             row.updated_at = now()
             if sanitized is not None:
                 self._put_blob(s, mugai_id, "sanitized", sanitized)
+            self._index_reasons(s, row)
 
     # -- reads ------------------------------------------------------------------------
     def get(self, mugai_id: str) -> MessageRow | None:
@@ -307,6 +382,12 @@ class Store:
                     select(RecipientRow.message).where(
                         RecipientRow.address == q.recipient.strip().lower()
                     )
+                )
+            )
+        if q.reason:
+            stmt = stmt.where(
+                MessageRow.id.in_(
+                    select(MessageReasonRow.message).where(MessageReasonRow.reason == q.reason)
                 )
             )
         if q.since is not None:
@@ -384,23 +465,52 @@ class Store:
             return msg
 
     # -- release requests ---------------------------------------------------------------
-    def request_release(self, mugai_id: str, reason: str, who: Principal) -> ReleaseRequestRow:
+    def request_release(
+        self,
+        mugai_id: str,
+        reason: str,
+        who: Principal,
+        *,
+        kind: str = releases.ReleaseKind.ORIGINAL,
+        category: str = releases.ExceptionCategory.OTHER,
+        confirm_signature: str = "",
+    ) -> ReleaseRequestRow:
         with self.db.write() as s:
-            return releases.create(s, mugai_id, reason, who)
+            return releases.create(
+                s, mugai_id, reason, who, kind=kind, category=category,
+                confirm_signature=confirm_signature, policy=self.policy,
+            )  # fmt: skip
 
     def approve_release(
-        self, rid: str, who: Principal, rcpt_tos: Sequence[str] | None = None, reason: str = ""
+        self,
+        rid: str,
+        who: Principal,
+        rcpt_tos: Sequence[str] | None = None,
+        reason: str = "",
+        *,
+        confirm_signature: str = "",
     ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
         with self.db.write() as s:
-            return releases.approve(s, rid, who, rcpt_tos, reason, self.identity_cooldown)
+            return releases.approve(
+                s, rid, who, rcpt_tos, reason,
+                confirm_signature=confirm_signature, policy=self.policy,
+                cooldown=self.identity_cooldown,
+            )  # fmt: skip
 
-    def finish_release(self, rid: str, who: Principal, ok: bool, result: dict[str, Any]) -> None:
+    def finish_release(
+        self, rid: str, who: Principal, attempt: str, ok: bool, result: dict[str, Any]
+    ) -> bool:
+        """Record the relay's answer; False if this attempt was superseded (not recorded)."""
         with self.db.write() as s:
-            releases.finish(s, rid, who, ok, result)
+            return releases.finish(s, rid, who, attempt, ok, result)
 
     def reject_release(self, rid: str, who: Principal, reason: str = "") -> ReleaseRequestRow:
         with self.db.write() as s:
-            return releases.reject(s, rid, who, reason, self.identity_cooldown)
+            return releases.reject(s, rid, who, reason, self.policy, self.identity_cooldown)
+
+    def reopen_release(self, mugai_id: str, who: Principal, reason: str) -> ReleaseRequestRow:
+        with self.db.write() as s:
+            return releases.reopen(s, mugai_id, who, reason)
 
     def release_request(self, rid: str) -> ReleaseRequestRow | None:
         with self.db.read() as s:
@@ -454,8 +564,17 @@ class Store:
             return list(s.scalars(stmt))
 
     def verify_audit(self) -> chain.VerifyReport:
+        """Hashes and links; MACs and the anchor files too once ``seal_audit`` was called."""
+        seal: chain.Seal | None = self.db.seal
         with self.db.read() as s:
-            return chain.verify(s)
+            if seal is None:
+                return chain.verify(s)
+            return chain.verify(s, keyring=seal.keyring, anchor=seal.anchor)
+
+    def audit_is_keyed(self) -> bool:
+        with self.db.read() as s:
+            head = s.get(AuditHeadRow, 1)
+            return bool(head is not None and head.mac)
 
     # -- persons and tokens (gateway/store/users.py) -------------------------------------
     def create_user(self, name: str, role: str, actor: str) -> UserRow:

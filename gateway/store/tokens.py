@@ -22,7 +22,9 @@ _PERMISSIONS: dict[str, frozenset[str]] = {
     "operator": frozenset({"read", "original", "request"}),
     "approver": frozenset({"read", "original", "request", "decide"}),
     "auditor": frozenset({"read", "audit"}),
-    "admin": frozenset({"read", "original", "request", "decide", "audit", "delete", "tokens"}),
+    "admin": frozenset(
+        {"read", "original", "request", "decide", "audit", "delete", "tokens", "reopen"}
+    ),
 }
 PERMISSIONS = frozenset().union(*_PERMISSIONS.values())
 

@@ -55,12 +55,16 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("PUT", "/api/v1/messages/{id}/legal-hold"): {"admin"},
     ("GET", "/api/v1/audit"): {"auditor", "admin"},
     ("GET", "/api/v1/tokens"): {"admin"},
+    ("GET", "/api/v1/files/{id}"): {"operator", "approver", "admin"},
+    ("GET", "/api/v1/files/{id}/sanitized"): {"operator", "approver", "admin"},
 }
 
 
 @pytest.mark.parametrize("role", ["viewer", "operator", "approver", "auditor", "admin"])
 async def test_role_matrix(api: Api, seed: Callable[..., str], role: str) -> None:
-    bodies = {"release-requests": {"reason": "r"}, "legal-hold": {"hold": False}}
+    bodies = {
+        "release-requests": {"reason": "r", "category": "other"}, "legal-hold": {"hold": False}
+    }
     for (method, template), roles in ALLOWED.items():
         mid = seed(status="quarantined")  # fresh, so a delete does not disturb the next call
         path = template.replace("{id}", mid)
@@ -75,7 +79,7 @@ async def test_role_matrix(api: Api, seed: Callable[..., str], role: str) -> Non
 async def test_decisions_need_the_approver_role(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined")
     rid = (await api.post(f"/api/v1/messages/{mid}/release-requests", "admin",
-                          json={"reason": "r"})).json()["id"]
+                          json={"reason": "r", "category": "other"})).json()["id"]
     for role in ("viewer", "operator", "auditor"):
         for action in ("approve", "reject"):
             r = await api.post(f"/api/v1/release-requests/{rid}/{action}", role)

@@ -22,6 +22,9 @@ from tests.plugins.smtp_sink import Sink
 from tests.store.seed import add_message
 
 BASE = "http://localhost"
+# Releasing an original is an exception (例外措置): a category and the acknowledgement.
+ACK = {"exception_ack": "1"}
+EXC = {"category": "business_required", **ACK}
 MID = "<quote-2024-001@vendor.example.co.jp>"
 EVIL_SUBJECT = '<img src=x onerror="alert(1)">見積書'
 
@@ -330,7 +333,7 @@ async def test_csrf_missing_wrong_or_foreign_origin(console: Console) -> None:
     assert console.gw.store.release_requests() == []
     assert console.gw.store.audit_entries(action="original.read") == []
     # The same form from our own origin goes through.
-    r = await c.post(path, data={"reason": "必要", "csrf": token},
+    r = await c.post(path, data={"reason": "必要", "csrf": token, **EXC},
                      headers={"Origin": BASE, "Sec-Fetch-Site": "same-origin"})
     assert r.status_code == 303
     assert [q.reason for q in console.gw.store.release_requests()] == ["必要"]
@@ -361,8 +364,8 @@ async def test_oversized_or_odd_forms_are_refused(console: Console) -> None:
 async def test_request_then_another_person_approves(console: Console) -> None:
     mid = seed_quote(console.gw.store)
     operator = await console.sign_in("operator")
-    r = await operator.post(f"/messages/{mid}/release-requests", {"reason": "正式な見積書です"},
-                            csrf_from=f"/messages/{mid}")
+    r = await operator.post(f"/messages/{mid}/release-requests",
+                            {"reason": "正式な見積書です", **EXC}, csrf_from=f"/messages/{mid}")
     assert r.status_code == 303 and r.headers["location"] == f"/messages/{mid}"
     page = (await operator.page(f"/messages/{mid}")).text
     assert "解放を申請しました" in page and "正式な見積書です" in page and "承認待ち" in page
@@ -373,7 +376,7 @@ async def test_request_then_another_person_approves(console: Console) -> None:
     approver = await console.sign_in("approver")
     pending = (await approver.page("/releases")).text
     assert req.id in pending and mid in pending
-    r = await approver.post(f"/release-requests/{req.id}/approve", {"reason": "確認済"},
+    r = await approver.post(f"/release-requests/{req.id}/approve", {"reason": "確認済", **ACK},
                             csrf_from=f"/messages/{mid}")
     assert r.status_code == 303, r.text
     page = (await approver.page(f"/messages/{mid}")).text
@@ -390,7 +393,7 @@ async def test_request_then_another_person_approves(console: Console) -> None:
 async def test_the_requester_cannot_approve_their_own_request(console: Console) -> None:
     mid = seed_quote(console.gw.store)
     approver = await console.sign_in("approver")
-    await approver.post(f"/messages/{mid}/release-requests", {"reason": "自分で申請"})
+    await approver.post(f"/messages/{mid}/release-requests", {"reason": "自分で申請", **EXC})
     (req,) = console.gw.store.release_requests()
     page = (await approver.page(f"/messages/{mid}")).text
     assert "ご自身の申請は承認できません" in page
@@ -411,16 +414,16 @@ async def test_the_requester_cannot_approve_their_own_request(console: Console) 
 async def test_relay_failure_is_shown_and_can_be_retried(console: Console) -> None:
     mid = seed_quote(console.gw.store)
     operator = await console.sign_in("operator")
-    await operator.post(f"/messages/{mid}/release-requests", {"reason": "必要"})
+    await operator.post(f"/messages/{mid}/release-requests", {"reason": "必要", **EXC})
     (req,) = console.gw.store.release_requests()
     console.sink.data_reply = "554 5.7.1 no"
     approver = await console.sign_in("approver")
-    r = await approver.post(f"/release-requests/{req.id}/approve")
+    r = await approver.post(f"/release-requests/{req.id}/approve", ACK)
     assert r.status_code == 303
     page = (await approver.page(f"/messages/{mid}")).text
     assert "配送に失敗しました" in page and "配送失敗" in page
     console.sink.data_reply = None
-    r = await approver.post(f"/release-requests/{req.id}/approve")
+    r = await approver.post(f"/release-requests/{req.id}/approve", ACK)
     assert r.status_code == 303 and len(console.sink.messages) == 1
 
 

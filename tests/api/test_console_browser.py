@@ -23,12 +23,14 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from gateway.api.server import start_admin
+from gateway.model import ScanResult
 from gateway.relay import SmtpRelay
 from gateway.settings import load_settings
 from gateway.store.repository import Store
 from tests.api.conftest import mini_gateway
 from tests.api.test_console import MID, ORIGINAL, SANITIZED_TEXT, seed_quote
 from tests.plugins.smtp_sink import Sink
+from tests.store.seed import add_message
 
 CHROMIUM = os.environ.get("MUGAI_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MUGAI_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -106,7 +108,7 @@ def poll(check: Callable[[], Any]) -> Any:
 
 
 def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
-          tmp_path: Path) -> None:
+          tmp_path: Path, infected: str) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
     # 1. The operator signs in, finds the message by Message-ID, opens it.
@@ -151,14 +153,31 @@ def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
         reads = store.audit_entries(action="original.read", target=mid)
         assert [e.actor for e in reads] == ["token:operator"]
 
-        # 3. Request release (the reason is mandatory: the browser refuses an empty one).
+        # 3. Request release: an exception (例外措置), said in a confirmation dialog; the
+        # category, the reason and the acknowledgement are mandatory (the browser refuses).
+        dialog = op.find_element(By.ID, "request-confirm")
+        assert not dialog.is_displayed()
         op.find_element(By.ID, "request").click()
+        wait_for(op, lambda d: dialog.is_displayed())
+        assert "例外措置" in dialog.text and "無害化していない原本" in dialog.text
+        op.save_screenshot(str(shots / "request-confirm.png"))
+        op.find_element(By.ID, "request-confirm-submit").click()
         assert store.release_requests() == []
         op.find_element(By.ID, "reason").send_keys("取引先からの正式な見積書のため")
+        op.find_element(By.CSS_SELECTOR, "#category option[value=business_required]").click()
         op.find_element(By.ID, "request").click()
+        op.find_element(By.ID, "request-confirm-submit").click()
+        assert store.release_requests() == []  # the acknowledgement is not ticked yet
+        op.find_element(By.ID, "exception_ack").click()
+        op.find_element(By.ID, "request").click()
+        op.find_element(By.ID, "request-confirm-submit").click()
         wait_for(op, lambda d: "解放を申請しました" in text_of(d))
         (req,) = store.release_requests()
         assert req.requested_by == "operator" and req.status == "pending"
+        assert req.exception and req.category == "business_required"
+        assert "例外措置" in op.find_element(By.ID, "requests").text
+        # A second request for the same message: no form while one is open.
+        assert op.find_elements(By.ID, "request-form") == []
 
         # A foreign page posting our form, even with a leaked CSRF token, gets nowhere: the
         # SameSite=Strict cookie is not sent, so there is no session to act in.
@@ -189,6 +208,15 @@ def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
         assert sink.messages == []
         op.save_screenshot(str(shots / "forbidden.png"))
 
+        # 4b. An infected original: refused by policy, said in Japanese, no form; labels shown.
+        op.get_log("browser")  # type: ignore[no-untyped-call]  # drop the expected 403 above
+        op.get(f"{base}/messages/{infected}")
+        refused = wait_for(op, lambda d: d.find_element(By.ID, "infected-refused"))
+        assert "解放できません" in refused.text and "Eicar" in refused.text
+        assert op.find_elements(By.ID, "request-form") == []
+        assert "ウイルスを検知" in op.find_element(By.ID, "facts").text
+        no_console_errors(op)
+
     # 5. A second person, an approver, approves in another browser session.
     with chromium(tmp_path, "approver") as ap:
         sign_in(ap, base, tokens["approver"])
@@ -201,6 +229,14 @@ def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
             "内容を確認しました"
         )
         ap.find_element(By.CSS_SELECTOR, f"#req-{req.id} button.approve").click()
+        confirm = ap.find_element(By.ID, f"approve-confirm-{req.id}")
+        wait_for(ap, lambda d: confirm.is_displayed())
+        assert "これは例外措置です" in confirm.text
+        ap.find_element(By.CSS_SELECTOR, f"#req-{req.id} button.approve-confirm").click()
+        assert sink.messages == []  # the exception is not acknowledged: the browser refuses
+        ap.find_element(By.CSS_SELECTOR, f"#req-{req.id} input[name=exception_ack]").click()
+        ap.find_element(By.CSS_SELECTOR, f"#req-{req.id} button.approve").click()
+        ap.find_element(By.CSS_SELECTOR, f"#req-{req.id} button.approve-confirm").click()
         wait_for(ap, lambda d: "承認しました" in text_of(d))
         assert "解放済み" in ap.find_element(By.ID, "facts").text
         no_console_errors(ap)
@@ -235,10 +271,12 @@ async def test_console_story_in_chromium(tmp_path: Path, smtp_sink: Sink) -> Non
     gw = mini_gateway(tmp_path, store, relay)
     tokens = {r: store.create_token(r, r, "test")[0] for r in ("operator", "approver", "auditor")}
     mid = seed_quote(store)
+    infected = add_message(store, status="quarantined", reason="virus_found")
+    store.mark_quarantined(infected, "virus_found", "Eicar", 1, ScanResult(False, "Eicar-Sig"))
     server = await start_admin(settings, gw, purge=False)
     try:
         base = f"http://127.0.0.1:{server.port}"
-        await asyncio.to_thread(story, base, tokens, mid, store, smtp_sink, tmp_path)
+        await asyncio.to_thread(story, base, tokens, mid, store, smtp_sink, tmp_path, infected)
         assert store.verify_audit().ok
     finally:
         await server.stop()

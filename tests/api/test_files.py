@@ -51,9 +51,12 @@ async def test_pdf_with_javascript_comes_back_image_only(api: Any) -> None:
     assert r.status_code == 202, r.text
     fid = r.json()["id"]
     assert r.json()["status"] == "queued"
-    info = await wait_done(client, fid, viewer)
+    # A viewer may not read uploaded files: the contract says operator.
+    assert (await client.get(f"/api/v1/files/{fid}", headers=viewer)).status_code == 403
+    assert (await client.get(f"/api/v1/files/{fid}/sanitized", headers=viewer)).status_code == 403
+    info = await wait_done(client, fid, op)
     assert info["status"] == "done" and info["outputs"] == ["見積書.pdf"]
-    r = await client.get(f"/api/v1/files/{fid}/sanitized", headers=viewer)
+    r = await client.get(f"/api/v1/files/{fid}/sanitized", headers=op)
     assert r.status_code == 200 and r.headers["content-type"] == "application/pdf"
     assert "filename*=UTF-8''%E8%A6%8B%E7%A9%8D%E6%9B%B8.pdf" in r.headers["content-disposition"]
     check_clean_file("application/pdf", r.content)

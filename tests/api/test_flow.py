@@ -81,7 +81,7 @@ async def test_find_download_request_approve_audit(
             original = await c.get(f"/api/v1/messages/{mid}/original", headers=h("tanaka"))
             assert original.status_code == 200 and original.content == MAIL
             r = await c.post(f"/api/v1/messages/{mid}/release-requests", headers=h("tanaka"),
-                             json={"reason": "リンク先の確認が必要"})
+                             json={"reason": "リンク先の確認が必要", "category": "other"})
             rid = r.json()["id"]
             # The requester alone cannot release (even an approver could not decide their own).
             r = await c.post(f"/api/v1/release-requests/{rid}/approve", headers=h("tanaka"))

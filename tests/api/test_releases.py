@@ -9,20 +9,22 @@ RCPTS = ("a@town.example.lg.jp", "b@town.example.lg.jp")
 
 
 async def _request(api: Api, mid: str, who: str = "operator") -> str:
-    r = await api.post(f"/api/v1/messages/{mid}/release-requests", who,
-                       json={"reason": "取引先の正式な見積書です"})
+    r = await api.post(
+        f"/api/v1/messages/{mid}/release-requests",
+        who,
+        json={"reason": "取引先の正式な見積書です", "category": "business_required"},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["status"] == "pending" and r.json()["requested_by"] == who
     return str(r.json()["id"])
 
 
-async def test_two_person_release_delivers_the_original(
-    api: Api, seed: Callable[..., str]
-) -> None:
+async def test_two_person_release_delivers_the_original(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined", rcpt_tos=RCPTS, mail_from="orig@example.com")
     rid = await _request(api, mid)
-    r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver",
-                       json={"reason": "確認済"})
+    r = await api.post(
+        f"/api/v1/release-requests/{rid}/approve", "approver", json={"reason": "確認済"}
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["status"] == "released" and out["decided_by"] == "approver"
@@ -35,7 +37,9 @@ async def test_two_person_release_delivers_the_original(
     assert detail["status"] == "released"
     log = (await api.get("/api/v1/audit", "auditor", params={"target": mid})).json()
     assert [e["action"] for e in reversed(log["items"])] == [
-        "release.request", "release.approve", "release.delivered",
+        "release.request",
+        "release.approve",
+        "release.delivered",
     ]
     assert log["items"][1]["detail"]["reason"] == "確認済"
     assert api.gw.store.verify_audit().ok
@@ -44,8 +48,11 @@ async def test_two_person_release_delivers_the_original(
 async def test_subset_of_recipients(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined", rcpt_tos=RCPTS)
     rid = await _request(api, mid)
-    r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver",
-                       json={"rcpt_tos": ["b@town.example.lg.jp"]})
+    r = await api.post(
+        f"/api/v1/release-requests/{rid}/approve",
+        "approver",
+        json={"rcpt_tos": ["b@town.example.lg.jp"]},
+    )
     assert r.status_code == 200
     assert api.sink.messages[-1].rcpt_tos == ["b@town.example.lg.jp"]
 
@@ -53,8 +60,11 @@ async def test_subset_of_recipients(api: Api, seed: Callable[..., str]) -> None:
 async def test_only_original_recipients(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined", rcpt_tos=RCPTS)
     rid = await _request(api, mid)
-    r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver",
-                       json={"rcpt_tos": ["attacker@evil.example"]})
+    r = await api.post(
+        f"/api/v1/release-requests/{rid}/approve",
+        "approver",
+        json={"rcpt_tos": ["attacker@evil.example"]},
+    )
     assert r.status_code == 409 and r.json()["detail"] == "recipient_not_in_original"
     assert api.sink.messages == []
 
@@ -62,7 +72,7 @@ async def test_only_original_recipients(api: Api, seed: Callable[..., str]) -> N
 async def test_requester_cannot_approve_own_request(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined")
     rid = await _request(api, mid, who="approver")
-    for who in ("approver", ):
+    for who in ("approver",):
         r = await api.post(f"/api/v1/release-requests/{rid}/approve", who)
         assert r.status_code == 403 and r.json()["detail"] == "approver_is_requester"
         r = await api.post(f"/api/v1/release-requests/{rid}/reject", who)
@@ -80,15 +90,20 @@ async def test_reason_is_mandatory(api: Api, seed: Callable[..., str]) -> None:
     for body in ({}, {"reason": ""}, {"reason": "   "}, {"reason": "x" * 2001}, {"why": "x"}):
         r = await api.post(f"/api/v1/messages/{mid}/release-requests", "operator", json=body)
         assert r.status_code == 422, body
-    r = await api.post("/api/v1/messages/nope/release-requests", "operator", json={"reason": "x"})
+    r = await api.post(
+        "/api/v1/messages/nope/release-requests",
+        "operator",
+        json={"reason": "x", "category": "other"},
+    )
     assert r.status_code == 404
 
 
 async def test_reject(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined")
     rid = await _request(api, mid)
-    r = await api.post(f"/api/v1/release-requests/{rid}/reject", "approver",
-                       json={"reason": "業務外"})
+    r = await api.post(
+        f"/api/v1/release-requests/{rid}/reject", "approver", json={"reason": "業務外"}
+    )
     assert r.status_code == 200 and r.json()["status"] == "rejected"
     r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver")
     assert r.status_code == 409
@@ -122,7 +137,7 @@ async def test_auditor_reads_the_log_and_nothing_else_acts(
     rid = await _request(api, mid)
     assert (await api.get("/api/v1/audit", "auditor")).status_code == 200
     for path, body in (
-        (f"/api/v1/messages/{mid}/release-requests", {"reason": "x"}),
+        (f"/api/v1/messages/{mid}/release-requests", {"reason": "x", "category": "other"}),
         (f"/api/v1/release-requests/{rid}/approve", None),
         (f"/api/v1/release-requests/{rid}/reject", None),
     ):

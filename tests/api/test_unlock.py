@@ -72,7 +72,8 @@ async def ppap(
     )
     tokens = {role: gw.store.create_token(role, role, "test")[0] for role in ("operator", "viewer")}
     transport = httpx.ASGITransport(app=create_app(gw))
-    async with httpx.AsyncClient(transport=transport, base_url="http://localhost", timeout=120) as c:
+    base = "http://localhost"
+    async with httpx.AsyncClient(transport=transport, base_url=base, timeout=120) as c:
         yield Ppap(gw, smtp_sink, c, tokens)
 
 

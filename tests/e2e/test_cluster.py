@@ -11,12 +11,21 @@ import httpx
 import pytest
 
 from gateway.api.server import start_admin
+from gateway.store.repository import Store
 from tests.e2e.test_mail_flow import RCPT, japanese_mail, queue_id, wait_status
 from tests.plugins.gateway import asend
 from tests.plugins.smtp_sink import Sink, start_sink
-from tests.store.backends import pg_database  # noqa: F401 - fixture
+from tests.store.backends import pg_database, reset_pg  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(autouse=True)
+def _empty_database(pg_database: str) -> None:  # noqa: F811
+    # Each test is a fresh installation: its own audit key, so an empty audit log.
+    store = Store(pg_database)
+    reset_pg(store)
+    store.close()
 
 
 async def test_message_received_on_a_is_reviewed_and_released_from_b(
@@ -24,10 +33,12 @@ async def test_message_received_on_a_is_reviewed_and_released_from_b(
 ) -> None:
     sink_b = await start_sink()
     node_a = await gateway_factory(
-        smtp_sink, storage={"data_dir": str(tmp_path / "a"), "database_url": pg_database}
+        smtp_sink, storage={"data_dir": str(tmp_path / "a"), "database_url": pg_database},
+        audit={"key_file": str(tmp_path / "audit.key")},  # one key for every node
     )
     node_b = await gateway_factory(
-        sink_b, storage={"data_dir": str(tmp_path / "b"), "database_url": pg_database}
+        sink_b, storage={"data_dir": str(tmp_path / "b"), "database_url": pg_database},
+        audit={"key_file": str(tmp_path / "audit.key")},
     )
     assert node_a.spool.root != node_b.spool.root
     admin_b = await start_admin(node_b.settings, node_b)
@@ -52,7 +63,7 @@ async def test_message_received_on_a_is_reviewed_and_released_from_b(
             assert r.status_code == 200 and r.content == mail
             r = await client.post(
                 f"/api/v1/messages/{job_id}/release-requests",
-                json={"reason": "業務上必要なため原本を確認したい"},
+                json={"reason": "業務上必要なため原本を確認", "category": "business_required"},
                 headers=op,
             )
             assert r.status_code in (200, 201), r.text
@@ -78,7 +89,8 @@ async def test_concurrent_nodes_keep_one_audit_chain(
 ) -> None:
     nodes = [
         await gateway_factory(
-            smtp_sink, storage={"data_dir": str(tmp_path / f"n{i}"), "database_url": pg_database}
+            smtp_sink, storage={"data_dir": str(tmp_path / f"n{i}"), "database_url": pg_database},
+            audit={"key_file": str(tmp_path / "audit.key")},
         )
         for i in range(2)
     ]

@@ -153,6 +153,7 @@ def eicar_mail() -> bytes:
     m["From"] = "x@example.com"
     m["To"] = RCPT
     m["Subject"] = "invoice"
+    m["Date"] = "Tue, 01 Dec 2026 09:00:00 +0900"
     m["Message-ID"] = "<virus@example.com>"
     m.set_content("see attachment")
     m.add_attachment(EICAR, maintype="application", subtype="octet-stream", filename="inv.com")
@@ -173,7 +174,15 @@ async def test_eicar_never_arrives_and_is_quarantined(
     assert EICAR not in got.data and base64.b64encode(EICAR)[:40] not in got.data
     notice = parse(got.data)
     assert notice["X-Mugai-Sanitized"] == "WITHHELD"
-    assert "invoice" not in body_text(notice) and job_id in body_text(notice)
+    text = body_text(notice)
+    assert "see attachment" not in text and job_id in text  # no content; the id to quote
+    # Which mail it was: sender, subject and date (headers only).
+    assert "差出人: x@example.com" in text and "件名: invoice" in text
+    assert "日付: Tue, 01 Dec 2026 09:00:00 +0900" in text
+    # The record is findable by its Message-ID, with subject and sender.
+    [found] = await asyncio.to_thread(gw.store.find, message_id="virus@example.com")
+    assert found.id == job_id and found.subject == "invoice"
+    assert found.header_from == "x@example.com"
 
 
 async def test_relay_tempfail_is_retried_then_delivered(

@@ -117,3 +117,23 @@ async def test_dropped_files_come_out_rebuilt(gateway_factory: Any, tmp_path: Pa
     assert list((w / "in").iterdir()) == []
     row = await asyncio.to_thread(gw.store.get, report["id"])
     assert row is not None and row.status == "done" and row.kind == "file"
+
+
+async def test_report_names_go_through_the_name_cleaner(
+    gateway_factory: Any, tmp_path: Path
+) -> None:
+    w = tmp_path / "w"
+    await gateway_factory(
+        None,
+        watch={"inbox": str(w / "in"), "outbox": str(w / "out"), "failed": str(w / "failed"),
+               "interval": "0.1s"},
+    )  # fmt: skip
+    # RLO makes "請求書\u202etxt.exe" read as "請求書exe.txt"; CR/LF would split report lines.
+    (w / "in" / "請求書\u202etxt.exe\r\nX.txt").write_bytes("本文".encode())
+    out = w / "out"
+    await wait_for(lambda: len(list(out.glob("*.report.json"))) == 1)
+    names = [p.name for p in out.iterdir()]
+    for name in names:
+        assert "\u202e" not in name and "\r" not in name and "\n" not in name, names
+    (report,) = [n for n in names if n.endswith(".report.json")]
+    assert report == "請求書txt.exeX.txt.report.json"

@@ -25,7 +25,10 @@ ADMIN_URL = os.environ.get(
     "MUGAI_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 BACKENDS = ["sqlite", "postgresql"]
-_TABLES = "messages, message_recipients, blobs, api_tokens, users, release_requests, audit_log"
+_TABLES = (
+    "messages, message_recipients, message_reasons, blobs, api_tokens, users, release_requests, "
+    "audit_log"
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +64,7 @@ def reset_pg(store: Store) -> None:
     with store.engine.begin() as conn:
         # TRUNCATE fires no row triggers, so the append-only audit table can be emptied here.
         conn.execute(text(f"TRUNCATE {_TABLES} CASCADE"))
-        conn.execute(text("UPDATE audit_head SET seq = 0, hash = :g"), {"g": GENESIS})
+        conn.execute(text("UPDATE audit_head SET seq = 0, hash = :g, mac = ''"), {"g": GENESIS})
 
 
 @pytest.fixture(params=BACKENDS)

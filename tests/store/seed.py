@@ -39,7 +39,7 @@ def add_message(
     received_at: float | None = None,
     kind: str = "mail",
     filename: str = "",
-    reason: str = "virus_found",
+    reason: str = "unparseable",
     raw: bytes | None = None,
 ) -> str:
     at = received_at if received_at is not None else time.time()

@@ -18,6 +18,7 @@ def test_upgrade_head_creates_every_table_and_is_idempotent(store: Store) -> Non
         "release_requests",
         "audit_log",
         "audit_head",
+        "message_reasons",
         "alembic_version",
     } <= tables
     with store.engine.connect() as conn:
@@ -40,3 +41,30 @@ def test_models_match_the_migration(store: Store) -> None:
         ctx = MigrationContext.configure(conn, opts={"compare_type": False})
         diff = compare_metadata(ctx, Base.metadata)
     assert diff == []
+
+
+def test_0002_indexes_the_reasons_of_existing_records(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = create_engine(url)
+    migrate.upgrade(engine, "0001")
+    parts = [{"reasons": ["encrypted"], "children": [{"reasons": ["unsupported_type"]}]}]
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO messages (id, kind, message_id, status, mail_from, rcpt_tos, subject,"
+                " header_from, filename, received_at, updated_at, reasons, detail, tokens, parts,"
+                " scan, timings, size, sha256, attempts, node, legal_hold) VALUES ('m1', 'mail',"
+                " '', 'delivered', '', '[]', '', '', '', '2026-01-01', '2026-01-01', :r, '', '[]',"
+                " :p, '{}', '{}', 0, '', 1, '', 0)"
+            ),
+            {"r": json.dumps(["html_to_text"]), "p": json.dumps(parts)},
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        codes = conn.execute(text("SELECT reason FROM message_reasons ORDER BY reason")).scalars()
+        assert list(codes) == ["encrypted", "html_to_text", "unsupported_type"]
+    engine.dispose()

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store.errors import Conflict, NotAllowed, NotFound
+from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 from tests.store.seed import add_message
@@ -13,8 +13,9 @@ SAME_PERSON = Principal(3, "tanaka", "approver")  # the requester with a second 
 
 
 def test_request_approve_finish(store: Store) -> None:
-    mid = add_message(store, status="quarantined",
-                      rcpt_tos=("a@town.example.lg.jp", "b@town.example.lg.jp"))
+    mid = add_message(
+        store, status="quarantined", rcpt_tos=("a@town.example.lg.jp", "b@town.example.lg.jp")
+    )
     req = store.request_release(mid, "  取引先からの正式な見積書  ", OPERATOR)
     assert req.status == "pending" and req.reason == "取引先からの正式な見積書"
     with pytest.raises(NotAllowed, match="approver_is_requester"):
@@ -24,7 +25,9 @@ def test_request_approve_finish(store: Store) -> None:
     assert data == store.blob(mid, "original") and msg.id == mid
     with pytest.raises(Conflict, match="request_approved"):
         store.approve_release(req.id, APPROVER)  # no second delivery while one is under way
-    store.finish_release(req.id, APPROVER, True, {"accepted": ["B@town.example.lg.jp"]})
+    store.finish_release(
+        req.id, APPROVER, approved.attempt, True, {"accepted": ["B@town.example.lg.jp"]}
+    )
     assert store.status(mid) == "released"
     final = store.release_request(req.id)
     assert final is not None and final.status == "released" and final.decided_by == "suzuki"
@@ -35,15 +38,15 @@ def test_request_approve_finish(store: Store) -> None:
 def test_failed_delivery_can_be_approved_again(store: Store) -> None:
     mid = add_message(store, status="quarantined")
     req = store.request_release(mid, "need it", OPERATOR)
-    store.approve_release(req.id, APPROVER)
-    store.finish_release(req.id, APPROVER, False, {"error": "relay_temporary"})
+    first, _, _ = store.approve_release(req.id, APPROVER)
+    store.finish_release(req.id, APPROVER, first.attempt, False, {"error": "relay_temporary"})
     assert store.status(mid) == "quarantined"
     store.approve_release(req.id, APPROVER)
 
 
 def test_refusals(store: Store) -> None:
     mid = add_message(store, status="quarantined")
-    with pytest.raises(Conflict, match="reason_required"):
+    with pytest.raises(Invalid, match="reason_required"):
         store.request_release(mid, "   ", OPERATOR)
     with pytest.raises(NotFound):
         store.request_release("nope", "x", OPERATOR)
@@ -64,8 +67,11 @@ def test_refusals(store: Store) -> None:
 
 
 def test_listing_with_cursor(store: Store) -> None:
-    mid = add_message(store, status="quarantined")
-    made = [store.request_release(mid, f"r{i}", OPERATOR).id for i in range(5)]
+    made = []
+    for i in range(5):  # one open request per message: five messages
+        made.append(
+            store.request_release(add_message(store, status="quarantined"), f"r{i}", OPERATOR).id
+        )
     seen, cursor = [], ""
     while True:
         page = store.release_requests(status="pending", limit=2, cursor=cursor)
@@ -94,5 +100,5 @@ def test_approval_stuck_by_a_crash_can_be_approved_again(store: Store) -> None:
         store.approve_release(req.id, SAME_PERSON)  # the two-person rule still holds
     again, _, data = store.approve_release(req.id, APPROVER)
     assert again.status == "approved" and data == store.blob(mid, "original")
-    store.finish_release(req.id, APPROVER, True, {})
+    store.finish_release(req.id, APPROVER, again.attempt, True, {})
     assert store.status(mid) == "released"

@@ -12,6 +12,7 @@ from starlette.responses import HTMLResponse
 
 from gateway.api.console.query import JST
 from gateway.api.display import real_extension, visible
+from gateway.reasons import all_reasons, label_ja
 
 HERE = Path(__file__).resolve().parent
 
@@ -50,6 +51,13 @@ REQUEST_LABELS = {
     "failed": "配送失敗",
     "rejected": "却下",
 }
+CATEGORY_LABELS = {
+    "business_required": "業務上、原本の形式が必要",
+    "sender_verified": "送信元に確認済み",
+    "cannot_sanitize": "無害化できない形式",
+    "legal": "法令・訴訟対応",
+    "other": "その他（理由に記載）",
+}
 ROLE_LABELS = {
     "viewer": "閲覧者",
     "operator": "運用担当",
@@ -82,6 +90,14 @@ ERROR_TEXT = {
     "too_many_attempts": "サインインの試行が多すぎます。しばらく待ってから再度お試しください。",
     "not_found": "ページが見つかりません。",
     "relay_failed": "中継サーバーへの配送に失敗しました。後で再度承認できます。",
+    "release_request_open": "このメールには処理中の解放申請があります。",
+    "already_released": "このメールは既に解放済みです（再解放には管理者の許可が必要です）。",
+    "infected_release_forbidden": "ウイルスが検知された原本は、設定により解放できません。",
+    "confirm_signature_mismatch": "確認のためのウイルス名が一致しません。",
+    "exception_category_required": "例外措置の区分を選択してください。",
+    "exception_ack_required": "例外措置であることの確認にチェックしてください。",
+    "no_sanitized_copy": "無害化済みのデータがありません。",
+    "not_released": "このメールには再解放を許可できる解放がありません。",
 }
 
 
@@ -129,7 +145,10 @@ def _env() -> Environment:
         ACTION_LABELS=ACTION_LABELS,
         REQUEST_LABELS=REQUEST_LABELS,
         ROLE_LABELS=ROLE_LABELS,
+        CATEGORY_LABELS=CATEGORY_LABELS,
         error_text=error_text,
+        reason_ja=label_ja,
+        all_reasons=all_reasons,
     )
     return env
 

@@ -23,7 +23,8 @@ from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit,
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
-from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
+from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound, StoreError
+from gateway.store.releases import ExceptionCategory, same_person, signature_of
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 
@@ -37,6 +38,7 @@ MAX_TOKEN_FIELD = 256
 AUDIT_PAGE = 100
 REQUEST_STATUSES = ("pending", "approved", "released", "failed", "rejected")
 _CSS = (HERE / "static" / "console.css").read_bytes()
+MAX_SIGNATURE = 500
 _DOWNLOAD_HEADERS = {
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
@@ -114,7 +116,9 @@ async def posted(request: Request, permission: str = "") -> tuple[Session, dict[
 
 def store_error(exc: StoreError, session: Session) -> ConsoleError:
     status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, NotAllowed) else 409
-    if not isinstance(exc, (NotFound, NotAllowed, Conflict)):
+    if isinstance(exc, Invalid):
+        status = 422
+    elif not isinstance(exc, (NotFound, NotAllowed, Conflict)):
         status = 400
     return ConsoleError(status, exc.reason, session)
 
@@ -136,6 +140,20 @@ def _reason(form: dict[str, str], required: bool, session: Session) -> str:
     if required and not reason:
         raise ConsoleError(400, "reason_required", session)
     return reason
+
+
+def _signature_field(form: dict[str, str], session: Session) -> str:
+    value = form.get("confirm_signature", "").strip()
+    if len(value) > MAX_SIGNATURE:
+        raise ConsoleError(400, "form_too_large", session)
+    return value
+
+
+def _acknowledged(form: dict[str, str], session: Session) -> None:
+    """The release of an untouched original is an exception (例外措置): the person ticks that
+    they know it (the browser also asks in a dialog; this check holds without script)."""
+    if form.get("exception_ack") != "1":
+        raise ConsoleError(422, "exception_ack_required", session)
 
 
 # -- sign-in ------------------------------------------------------------------------------
@@ -276,11 +294,20 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
     requests = await asyncio.to_thread(
         lambda: store.release_requests(message=mugai_id, limit=50)
     )
+    signature = signature_of(row)
     ctx = context(
         request, session, msg=row, has_original=has_original, preview=shown,
         preview_broken=broken, requests=requests,
         releasable=row.kind == "mail" and has_original
         and row.status not in ("processing", "deferred", "deleted"),
+        signature=signature, allow_infected=store.policy.allow_infected,
+        categories=[c.value for c in ExceptionCategory],
+        open_request=any(
+            r.status in ("pending", "approved", "failed")
+            or (r.status == "released" and r.reopened_at is None)
+            for r in requests
+        ),
+        reopenable=any(r.status == "released" and r.reopened_at is None for r in requests),
     )
     return page("detail.html", ctx)
 
@@ -312,13 +339,40 @@ async def request_release(request: Request, mugai_id: str) -> Response:
     session, form = await posted(request, "request")
     mugai_id = _checked_id(mugai_id, session)
     reason = _reason(form, True, session)
+    category = form.get("category", "")
+    if category not in {c.value for c in ExceptionCategory}:
+        raise ConsoleError(422, "exception_category_required", session)
+    _acknowledged(form, session)
+    signature = _signature_field(form, session)
     store = ports(request).store
     try:
-        row = await asyncio.to_thread(store.request_release, mugai_id, reason, session.principal)
+        row = await asyncio.to_thread(
+            lambda: store.request_release(
+                mugai_id, reason, session.principal, category=category,
+                confirm_signature=signature,
+            )
+        )  # fmt: skip
     except StoreError as exc:
         raise store_error(exc, session) from exc
     log.info("job=%s release requested request=%s by=%s", mugai_id, row.id, row.requested_by)
     session.notice("ok", f"解放を申請しました（申請ID {row.id}）。承認者の承認をお待ちください。")
+    return see_other(f"/messages/{mugai_id}")
+
+
+@router.post("/messages/{mugai_id}/release-reopen")
+async def reopen_release(request: Request, mugai_id: str) -> Response:
+    """Admin only: allow a released message to be released once more (audited, with a reason)."""
+    session, form = await posted(request, "reopen")
+    mugai_id = _checked_id(mugai_id, session)
+    reason = _reason(form, True, session)
+    try:
+        row = await asyncio.to_thread(
+            ports(request).store.reopen_release, mugai_id, session.principal, reason
+        )
+    except StoreError as exc:
+        raise store_error(exc, session) from exc
+    log.info("job=%s release reopened request=%s by=%s", mugai_id, row.id, row.reopened_by)
+    session.notice("ok", "再解放を許可しました。改めて解放申請と承認が必要です。")
     return see_other(f"/messages/{mugai_id}")
 
 
@@ -344,9 +398,18 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
     gw = ports(request)
     try:
         if approve:
+            current_row = await asyncio.to_thread(gw.store.release_request, rid)
+            if (
+                current_row is not None
+                and current_row.exception
+                and current_row.status in ("pending", "failed", "approved")
+                and not same_person(current_row, session.principal)  # that refusal comes first
+            ):
+                _acknowledged(form, session)
             outcome = await approve_and_send(
-                gw.store, gw.relay, rid, session.principal, None, reason
-            )
+                gw.store, gw.relay, rid, session.principal, None, reason,
+                _signature_field(form, session),
+            )  # fmt: skip
             row, ok = outcome.request, outcome.ok
         else:
             row = await asyncio.to_thread(gw.store.reject_release, rid, session.principal, reason)

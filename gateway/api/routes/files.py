@@ -97,7 +97,7 @@ def _status(row_status: str) -> str:
 @router.get("/{file_id}")
 async def file_status(
     file_id: FileId,
-    who: Annotated[Principal, Depends(require("read"))],
+    who: Annotated[Principal, Depends(require("request"))],  # operator (DESIGN.md §4.5)
     gw: GatewayDep,
 ) -> JSONResponse:
     row = await asyncio.to_thread(gw.store.get, file_id)
@@ -122,7 +122,7 @@ async def file_status(
 @router.get("/{file_id}/sanitized")
 async def file_sanitized(
     file_id: FileId,
-    who: Annotated[Principal, Depends(require("read"))],
+    who: Annotated[Principal, Depends(require("request"))],  # operator (DESIGN.md §4.5)
     gw: GatewayDep,
 ) -> Response:
     row = await asyncio.to_thread(gw.store.get, file_id)

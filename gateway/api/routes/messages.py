@@ -19,6 +19,7 @@ from gateway.api.schemas import (
     MessageList,
     MessageSummary,
 )
+from gateway.reasons import Reason, all_reasons
 from gateway.store.errors import StoreError
 from gateway.store.models import MessageRow
 from gateway.store.repository import MessageQuery
@@ -43,6 +44,7 @@ async def list_messages(
     recipient: Annotated[str, Query(max_length=512)] = "",
     since: SaneDatetime | None = None,  # bounded: an overflowing date is 422, not 500
     until: SaneDatetime | None = None,
+    reason: Reason | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str, Query(pattern=ID_PATTERN, max_length=64)] = "",
 ) -> MessageList:
@@ -53,11 +55,18 @@ async def list_messages(
         recipient=recipient,
         since=since,
         until=until,
+        reason=reason.value if reason else "",
         limit=limit,
         cursor=cursor,
     )
     rows = await asyncio.to_thread(gw.store.search, query)
-    items = [MessageSummary.model_validate(r) for r in rows]
+    # The list shows why anything was changed or withheld: the message's and its parts' codes.
+    items = [
+        MessageSummary.model_validate(r).model_copy(
+            update={"reasons": all_reasons(r.reasons, r.parts)}
+        )
+        for r in rows
+    ]
     return MessageList(items=items, next=rows[-1].id if len(rows) == limit else None)
 
 

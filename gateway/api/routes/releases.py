@@ -23,8 +23,9 @@ from gateway.api.schemas import (
     ReleaseRequestIn,
     ReleaseRequestList,
     ReleaseRequestOut,
+    ReopenIn,
 )
-from gateway.store.errors import StoreError
+from gateway.store.errors import Conflict, StoreError
 from gateway.store.tokens import Principal
 
 log = logging.getLogger(__name__)
@@ -44,12 +45,46 @@ async def request_release(
     body: ReleaseRequestIn,
     who: Annotated[Principal, Depends(require("request"))],
     gw: GatewayDep,
-) -> ReleaseRequestOut:
+) -> Any:
     try:
-        row = await asyncio.to_thread(gw.store.request_release, mugai_id, body.reason, who)
+        row = await asyncio.to_thread(
+            lambda: gw.store.request_release(
+                mugai_id, body.reason, who, kind=body.kind,
+                category=body.category.value if body.category else "",
+                confirm_signature=body.confirm_signature,
+            )
+        )  # fmt: skip
+    except Conflict as exc:
+        if exc.detail:  # the open (or released) request that blocks this one
+            return conflict_with_request(exc)
+        raise http_error(exc) from exc
     except StoreError as exc:
         raise http_error(exc) from exc
     log.info("job=%s release requested request=%s by=%s", mugai_id, row.id, who.name)
+    return ReleaseRequestOut.model_validate(row)
+
+
+def conflict_with_request(exc: Conflict) -> JSONResponse:
+    return JSONResponse({"detail": exc.reason, "request": exc.detail}, status_code=409)
+
+
+@router.post(
+    "/api/v1/messages/{mugai_id}/release-reopen",
+    response_model=ReleaseRequestOut,
+    responses={409: {"description": "the message has no release to reopen"}},
+)
+async def reopen_release(
+    mugai_id: Rid,
+    body: ReopenIn,
+    who: Annotated[Principal, Depends(require("reopen"))],
+    gw: GatewayDep,
+) -> ReleaseRequestOut:
+    """Admin only: a released message may be released once more (audited with the reason)."""
+    try:
+        row = await asyncio.to_thread(gw.store.reopen_release, mugai_id, who, body.reason)
+    except StoreError as exc:
+        raise http_error(exc) from exc
+    log.info("job=%s release reopened request=%s by=%s", mugai_id, row.id, who.name)
     return ReleaseRequestOut.model_validate(row)
 
 
@@ -86,7 +121,11 @@ async def get_request(
 @router.post(
     "/api/v1/release-requests/{rid}/approve",
     response_model=ReleaseRequestOut,
-    responses={502: {"description": "the relay did not take the original"}},
+    responses={
+        502: {"description": "the relay did not take the original"},
+        409: {"description": "not approvable (already approved, released, rejected, ...)"},
+        403: {"description": "own request, or an infected original without allow_infected"},
+    },
 )
 async def approve(
     rid: Rid,
@@ -97,7 +136,7 @@ async def approve(
     body = body or ApproveIn()
     try:
         outcome = await approve_and_send(
-            gw.store, gw.relay, rid, who, body.rcpt_tos, body.reason
+            gw.store, gw.relay, rid, who, body.rcpt_tos, body.reason, body.confirm_signature
         )
     except StoreError as exc:
         raise http_error(exc) from exc

@@ -4,7 +4,7 @@ Every distinct token name becomes one user, with the role of its newest token, s
 that shared a name are now, as they always claimed to be, the same person.
 
 Revision ID: 0003
-Revises: 0001 (the lead re-chains it after 0002 when both land)
+Revises: 0002
 Create Date: 2026-12-02
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
