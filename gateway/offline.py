@@ -245,10 +245,10 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         if item.get("scan", {}).get("status") == "unscanned":
             status += " (unscanned)"
         outputs = ", ".join(_printable(o) for o in item.get("outputs", [])) or "-"
-        reasons = ",".join(item.get("reasons", [])) or "-"
+        shown = ",".join(item.get("reasons", [])) or "-"
         signature = item.get("scan", {}).get("signature")
         extra = f" signature={_printable(signature)}" if signature else ""
         lines.append(
-            f"{status}\t{_printable(item['input'])} -> {outputs}\treasons={reasons}{extra}"
+            f"{status}\t{_printable(item['input'])} -> {outputs}\treasons={shown}{extra}"
         )
     return lines

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from gateway.api.display import visible
 from gateway.store.releases import ExceptionCategory
@@ -108,8 +115,13 @@ class ReleaseRequestIn(_In):
     kind: Literal["original", "sanitized"] = "original"
     category: ExceptionCategory | None = None
     # Required for an infected original (allowed only by [release] allow_infected): the
-    # signature, typed by the person, as the explicit confirmation.
-    confirm_signature: str = Field("", max_length=MAX_SIGNATURE)
+    # signature, typed by the person, as the explicit confirmation. DESIGN.md §4.5 names the
+    # field `confirm_infected`; `confirm_signature` is accepted too.
+    confirm_signature: str = Field(
+        "",
+        max_length=MAX_SIGNATURE,
+        validation_alias=AliasChoices("confirm_infected", "confirm_signature"),
+    )
 
     @field_validator("reason")
     @classmethod
@@ -120,8 +132,10 @@ class ReleaseRequestIn(_In):
 
     @model_validator(mode="after")
     def _category(self) -> ReleaseRequestIn:
+        # DESIGN.md §4.5: `category` is optional for API clients (default `exception`, still
+        # recorded and audited as 例外措置); the console makes the person choose one.
         if self.kind == "original" and self.category is None:
-            raise ValueError("releasing an original is an exception: a category is required")
+            self.category = ExceptionCategory.EXCEPTION
         return self
 
 
@@ -140,7 +154,11 @@ class ApproveIn(_In):
     # A subset of the original recipients; omitted ⇒ all of them.
     rcpt_tos: list[str] | None = Field(None, min_length=1, max_length=MAX_RECIPIENTS)
     reason: str = Field("", max_length=MAX_REASON)
-    confirm_signature: str = Field("", max_length=MAX_SIGNATURE)
+    confirm_signature: str = Field(
+        "",
+        max_length=MAX_SIGNATURE,
+        validation_alias=AliasChoices("confirm_infected", "confirm_signature"),
+    )
 
     @field_validator("rcpt_tos")
     @classmethod

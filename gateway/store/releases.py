@@ -59,6 +59,7 @@ class ExceptionCategory(enum.StrEnum):
     CANNOT_SANITIZE = "cannot_sanitize"  # 無害化できない形式
     LEGAL = "legal"  # 法令・訴訟対応
     OTHER = "other"  # その他（理由に記載）
+    EXCEPTION = "exception"  # 区分の指定なし（API の既定、DESIGN.md §4.5）
 
 
 @dataclass(frozen=True)

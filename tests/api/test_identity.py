@@ -42,7 +42,7 @@ class Admin:
             "POST",
             f"/api/v1/messages/{mid}/release-requests",
             token,
-            json={"reason": "取引先からの正式な請求書"},
+            json={"reason": "取引先からの正式な請求書", "category": "business_required"},
         )
         assert r.status_code in (200, 201), r.text
         rid: str = r.json()["id"]

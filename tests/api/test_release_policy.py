@@ -66,12 +66,22 @@ async def test_released_message_409_until_admin_reopens(api: Api, seed: Callable
     assert log["items"][0]["detail"]["reason"] == "受信者が誤削除"
 
 
-async def test_exception_needs_a_category(api: Api, seed: Callable[..., str]) -> None:
+async def test_exception_category_is_checked_and_defaults_to_exception(
+    api: Api, seed: Callable[..., str]
+) -> None:
     mid = seed(status="quarantined")
-    for body in ({"reason": "x"}, {"reason": "x", "category": "whim"},
+    for body in ({"reason": "x", "category": "whim"},
                  {"reason": "x", "kind": "both", "category": "other"}):  # fmt: skip
         r = await api.post(f"/api/v1/messages/{mid}/release-requests", "operator", json=body)
         assert r.status_code == 422, body
+    # DESIGN.md §4.5: an API client may leave the category out; it is still an exception.
+    r = await api.post(f"/api/v1/messages/{mid}/release-requests", "operator", json={"reason": "x"})
+    assert r.status_code == 201, r.text
+    assert r.json()["exception"] is True and r.json()["category"] == "exception"
+    log = (await api.get("/api/v1/audit", "auditor", params={"target": mid})).json()
+    assert log["items"][0]["detail"]["exception"] is True
+    assert log["items"][0]["detail"]["category"] == "exception"
+    mid = seed(status="quarantined")
     rid = await _request(api, mid)
     r = await api.get(f"/api/v1/release-requests/{rid}", "viewer")
     assert r.json()["exception"] is True and r.json()["category"] == "business_required"
@@ -94,7 +104,8 @@ async def test_infected_original_with_allow_infected_needs_the_signature(
     mid = _infected(api, seed)
     r = await api.post(f"/api/v1/messages/{mid}/release-requests", "operator", json=BODY)
     assert r.status_code == 422 and r.json()["detail"] == "confirm_signature_mismatch"
-    rid = await _request(api, mid, {**BODY, "confirm_signature": EICAR})
+    # DESIGN.md §4.5's field name; `confirm_signature` (below) is accepted as well.
+    rid = await _request(api, mid, {**BODY, "confirm_infected": EICAR})
     r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver")
     assert r.status_code == 422 and api.sink.messages == []
     r = await api.post(

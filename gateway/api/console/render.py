@@ -57,6 +57,7 @@ CATEGORY_LABELS = {
     "cannot_sanitize": "無害化できない形式",
     "legal": "法令・訴訟対応",
     "other": "その他（理由に記載）",
+    "exception": "例外措置（区分の指定なし）",
 }
 ROLE_LABELS = {
     "viewer": "閲覧者",

@@ -301,7 +301,7 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
         releasable=row.kind == "mail" and has_original
         and row.status not in ("processing", "deferred", "deleted"),
         signature=signature, allow_infected=store.policy.allow_infected,
-        categories=[c.value for c in ExceptionCategory],
+        categories=[c.value for c in ExceptionCategory if c is not ExceptionCategory.EXCEPTION],
         open_request=any(
             r.status in ("pending", "approved", "failed")
             or (r.status == "released" and r.reopened_at is None)

@@ -88,10 +88,17 @@ def upgrade() -> None:
             )
 
     # Entries written before this revision have no MAC (key_id ''); verify reports them.
-    op.add_column("audit_log", sa.Column("mac", sa.String(64), nullable=False, server_default=""))
-    op.add_column(
-        "audit_log", sa.Column("key_id", sa.String(32), nullable=False, server_default="")
-    )
+    # On SQLite the downgrade leaves these two columns (the append-only table is not rebuilt),
+    # so an upgrade after a downgrade finds them already there.
+    have = {c["name"] for c in sa.inspect(conn).get_columns("audit_log")}
+    if "mac" not in have:
+        op.add_column(
+            "audit_log", sa.Column("mac", sa.String(64), nullable=False, server_default="")
+        )
+    if "key_id" not in have:
+        op.add_column(
+            "audit_log", sa.Column("key_id", sa.String(32), nullable=False, server_default="")
+        )
     op.add_column("audit_head", sa.Column("mac", sa.String(64), nullable=False, server_default=""))
 
 
