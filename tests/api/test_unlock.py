@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import io
 import logging
 import re
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -381,3 +383,69 @@ async def test_unlock_can_be_switched_off(
         r = await p.unlock(mid, part, PASSWORD)
     assert r.status_code == 422 and r.json()["detail"] == "unlock_unsupported"
     assert len(smtp_sink.messages) == 1 and audit_rows(p, mid) == []
+
+
+def _plain_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _forwarded_mail() -> bytes:
+    inner = EmailMessage()
+    inner["From"] = "someone@example.com"
+    inner["Subject"] = "転送"
+    inner.set_content("転送します。\n")
+    inner.add_attachment(MEMBERS["setup.exe"], maintype="application", subtype="octet-stream",
+                         filename="請求書.pdf.exe")  # fmt: skip
+    return inner.as_bytes()
+
+
+async def test_nested_contents_behind_the_password_meet_the_normal_sanitizers(
+    ppap: Ppap,
+) -> None:
+    # What a hostile sender hides behind the password: a second PPAP inside (same password),
+    # a forwarded message carrying a program, and a program two plain archives deep.
+    members = {
+        "内側.zip": zipcrypto_zip({"秘密.exe": MEMBERS["setup.exe"]}, PASSWORD),
+        "転送.eml": _forwarded_mail(),
+        "深い.zip": _plain_zip({"mid.zip": _plain_zip({"setup.exe": MEMBERS["setup.exe"]})}),
+        "見積書.txt": MEMBERS["見積書.txt"],
+    }
+    mid, part = await deliver_ppap(ppap, aes_zip(members, PASSWORD))
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 200, r.text
+    assert "encrypted" in r.json()["reasons"]  # the inner PPAP is withheld, not opened
+    msg = check_delivered(ppap.sink.messages[-1].data)  # every file passes check_clean_file
+    for att in msg.iter_attachments():
+        data = att.get_payload(decode=True)
+        assert isinstance(data, bytes)
+        assert not data.startswith(b"MZ") and not data.startswith(b"PK"), att.get_filename()
+        assert b"PE\x00\x00" not in data, att.get_filename()
+    assert "見積書.txt" in {a.get_filename() for a in msg.iter_attachments()}
+
+
+async def test_eicar_two_archives_deep_behind_the_password_is_found(ppap: Ppap) -> None:
+    hidden = _plain_zip({"a.zip": _plain_zip({"請求書.txt": EICAR})})
+    mid, part = await deliver_ppap(ppap, zipcrypto_zip({"書類.zip": hidden}, PASSWORD))
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 422 and r.json()["detail"] == "virus_found", r.text
+    assert len(ppap.sink.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("lie", "detail"),
+    [(EICAR, "virus_found"), (MEMBERS["setup.exe"], "nothing_to_deliver")],
+    ids=["eicar", "program"],
+)
+async def test_a_compromised_decrypting_child_is_not_believed(
+    ppap: Ppap, monkeypatch: pytest.MonkeyPatch, lie: bytes, detail: str
+) -> None:
+    # Whatever the child hands back is scanned and sanitized as if a sender had sent it.
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    monkeypatch.setattr("gateway.unlock.decrypt", lambda *a, **k: lie)
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 422 and r.json()["detail"] == detail, r.text
+    assert len(ppap.sink.messages) == 1
