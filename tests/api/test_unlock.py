@@ -449,3 +449,23 @@ async def test_a_compromised_decrypting_child_is_not_believed(
     r = await ppap.unlock(mid, part, PASSWORD)
     assert r.status_code == 422 and r.json()["detail"] == detail, r.text
     assert len(ppap.sink.messages) == 1
+
+
+async def test_an_endless_body_is_cut_at_the_limit_not_read_to_the_end(ppap: Ppap) -> None:
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"part": "' + part.encode() + b'", "password": "'
+        for _ in range(4096):  # 256 MiB if it were all read
+            sent += 1
+            yield b"x" * 65536
+
+    r = await ppap.client.post(
+        f"/api/v1/messages/{mid}/unlock", content=endless(),
+        headers={"Authorization": f"Bearer {ppap.tokens['operator']}"},
+    )  # fmt: skip
+    assert r.status_code == 413 and r.json()["detail"] == "body_too_large"
+    assert sent < 16, sent  # stopped soon after 16 KiB, not after 256 MiB
+    assert audit_rows(ppap, mid) == []

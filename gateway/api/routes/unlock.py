@@ -78,6 +78,16 @@ def _parse(raw: bytes) -> UnlockIn | JSONResponse:
         return _error(422, "invalid_body", fields=fields)
 
 
+async def _read_bounded(request: Request) -> bytes:
+    # request.body() would read a body of any size into memory before _parse could refuse it.
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_BODY:
+            break  # _parse answers 413; the rest is never read
+    return bytes(raw)
+
+
 def _mugai_error(exc: MugaiError, remaining: int | None) -> JSONResponse:
     if isinstance(exc, WrongPassword):
         return _error(422, exc.reason, remaining=remaining)
@@ -148,7 +158,7 @@ async def unlock_part(
     who: Annotated[Principal, Depends(require("request"))],
     gw: GatewayDep,
 ) -> Any:
-    body = _parse(await request.body())
+    body = _parse(await _read_bounded(request))
     if isinstance(body, JSONResponse):
         return body
     try:
