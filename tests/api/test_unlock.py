@@ -469,3 +469,27 @@ async def test_an_endless_body_is_cut_at_the_limit_not_read_to_the_end(ppap: Ppa
     assert r.status_code == 413 and r.json()["detail"] == "body_too_large"
     assert sent < 16, sent  # stopped soon after 16 KiB, not after 256 MiB
     assert audit_rows(ppap, mid) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"part": "2", "password": "' + PASSWORD.encode() + b'", "x": ' + b"[" * 8000 + b"}",
+        b'{"part": "2", "password": "\\ud800' + PASSWORD.encode() + b'"}',  # a lone surrogate
+    ],
+    ids=["deeply-nested", "lone-surrogate"],
+)
+async def test_hostile_json_is_a_plain_refusal(
+    ppap: Ppap, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    r = await ppap.client.post(
+        f"/api/v1/messages/{mid}/unlock", content=body.replace(b'"2"', f'"{part}"'.encode()),
+        headers={"Authorization": f"Bearer {ppap.tokens['operator']}",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert PASSWORD not in r.text
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(ppap.sink.messages) == 1

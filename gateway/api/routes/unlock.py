@@ -68,7 +68,7 @@ def _parse(raw: bytes) -> UnlockIn | JSONResponse:
         return _error(413, "body_too_large")
     try:
         return UnlockIn.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:  # RecursionError: [[[[...
         fields = (
             sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             if isinstance(exc, ValidationError)
