@@ -33,6 +33,10 @@ DELIVERED = "delivered"
 WRONG = "wrong_password"
 # Longer than decrypting, scanning, sanitizing and a relay delivery can take together.
 IN_FLIGHT_SECONDS = 15 * 60
+# An attempt that has not reached the relay by then gives up (gateway/unlock.py): the
+# in-flight block must outlive every delivery, or an attempt begun after it expired and
+# the slow one would both deliver. The rest of the window is for the relay.
+DELIVER_WITHIN_SECONDS = IN_FLIGHT_SECONDS / 2
 _MAX_ROWS = 5000  # audit rows read per decision; a message never has that many attempts
 BLOB_PREFIX = "u:"  # blobs.kind is 16 characters: "u:" + a part index of up to 14
 

@@ -493,3 +493,43 @@ async def test_hostile_json_is_a_plain_refusal(
     assert PASSWORD not in r.text
     assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
     assert len(ppap.sink.messages) == 1
+
+
+async def test_an_attempt_slower_than_its_in_flight_window_never_delivers(
+    ppap: Ppap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The in-flight block expires (a crashed node must not block forever); an attempt still
+    # sanitizing then must not deliver, or a second attempt started after the expiry and the
+    # first would both cross. Failure injection: the first sanitize waits for the test.
+    import threading
+
+    from gateway import unlock as unlock_module
+    from gateway.store import unlocks
+
+    monkeypatch.setattr(unlocks, "IN_FLIGHT_SECONDS", 4)
+    monkeypatch.setattr(unlocks, "DELIVER_WITHIN_SECONDS", 2)
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    started, release = threading.Event(), threading.Event()
+    real = unlock_module.sanitize_part
+    calls = 0
+
+    def slow_first(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(unlock_module, "sanitize_part", slow_first)
+    plain = _plain_zip({"見積書.txt": MEMBERS["見積書.txt"]})
+    monkeypatch.setattr(unlock_module, "decrypt", lambda *a, **k: plain)
+    first = asyncio.create_task(ppap.unlock(mid, part, PASSWORD))
+    assert await asyncio.to_thread(started.wait, 60)
+    await asyncio.sleep(4.5)  # the first attempt's in-flight block has expired
+    second = await ppap.unlock(mid, part, PASSWORD)
+    release.set()
+    late = await first
+    assert second.status_code == 200, second.text
+    assert late.status_code == 422 and late.json()["detail"] == "conversion_timeout", late.text
+    assert len(ppap.sink.messages) == 2  # the withheld-attachment delivery, then one unlock
