@@ -74,10 +74,14 @@ def find_part(msg: MessageRow, index: str) -> dict[str, Any]:
     raise NotFound("part_not_found")
 
 
-def _rows(s: Session, mugai_id: str) -> list[AuditRow]:
+def _rows(s: Session, mugai_id: str, since: str) -> list[AuditRow]:
     stmt = (
         select(AuditRow)
-        .where(AuditRow.target == mugai_id, AuditRow.action.in_((ATTEMPT, RESULT)))
+        .where(
+            AuditRow.target == mugai_id,
+            AuditRow.action.in_((ATTEMPT, RESULT)),
+            AuditRow.at >= since,  # ISO text of one format: orders as time does
+        )
         .order_by(AuditRow.seq.desc())
         .limit(_MAX_ROWS)
     )
@@ -112,15 +116,23 @@ def begin(
     report = find_part(msg, part)
     if "encrypted" not in (report.get("reasons") or []):
         raise Conflict("part_not_encrypted")
-    rows = _rows(s, mugai_id)
+    # The delivered copy is written with the delivered result (finish): final, however many
+    # audit rows came after it.
+    if s.get(BlobRow, (mugai_id, BLOB_PREFIX + part)) is not None:
+        raise Conflict("already_unlocked")
+    in_flight_since = _iso(now - timedelta(seconds=IN_FLIGHT_SECONDS))
+    window_start = _iso(now - timedelta(seconds=window))
+    rows = _rows(s, mugai_id, min(in_flight_since, window_start))
+    if len(rows) >= _MAX_ROWS:
+        # Attempts that do not count are not limited: so many that the bounded read may miss
+        # a wrong one is refused (fail closed) until the window has passed.
+        raise RateLimited(max(1, math.ceil(window)))
     results = {int(r.detail.get("attempt", 0)): r for r in rows if r.action == RESULT}
     if any(
         r.detail.get("part") == part and r.detail.get("outcome") == DELIVERED
         for r in results.values()
     ):
         raise Conflict("already_unlocked")
-    in_flight_since = _iso(now - timedelta(seconds=IN_FLIGHT_SECONDS))
-    window_start = _iso(now - timedelta(seconds=window))
     wrong: list[str] = []
     for r in rows:
         if r.action != ATTEMPT:
@@ -167,7 +179,7 @@ def finish(
 def wrong_in_window(s: Session, mugai_id: str, window: float) -> int:
     """Wrong (or unfinished) attempts within the window, for "n tries left" messages."""
     window_start = _iso(datetime.now(UTC) - timedelta(seconds=window))
-    rows = _rows(s, mugai_id)
+    rows = _rows(s, mugai_id, window_start)
     results = {int(r.detail.get("attempt", 0)): r for r in rows if r.action == RESULT}
     return sum(
         1
