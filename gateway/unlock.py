@@ -17,11 +17,13 @@ import email.utils
 import hashlib
 import logging
 import secrets
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from gateway.errors import (
+    ConversionTimeout,
     InternalError,
     MugaiError,
     NothingToDeliver,
@@ -41,6 +43,7 @@ from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.decrypt import child_kind, decrypt
 from gateway.sanitize.registry import sanitize_part
 from gateway.settings import Settings
+from gateway.store import unlocks
 from gateway.store.errors import NotFound, StoreError
 from gateway.store.models import MessageRow
 from gateway.store.repository import Store
@@ -223,6 +226,7 @@ async def unlock(
             await asyncio.to_thread(store.refuse_unlock, mugai_id, part, who, exc.reason)
         log.info("job=%s unlock part=%s by=%s refused=%s", mugai_id, part, who.name, exc.reason)
         raise
+    begun_at = time.monotonic()
     loop = asyncio.get_running_loop()
 
     def scan_blocking(data: bytes) -> ScanResult:
@@ -255,6 +259,10 @@ async def unlock(
             who=who.name,
             message_id=message_id,
         )
+        if time.monotonic() - begun_at > unlocks.DELIVER_WITHIN_SECONDS:
+            # Our in-flight block may expire before the relay answers: another attempt
+            # could then deliver too. Fail closed: not delivered.
+            raise ConversionTimeout("unlock took too long to deliver safely")
         sent = await relay.send(begun.message.mail_from, tuple(begun.message.rcpt_tos), data)
         detail.update(
             message_id=message_id,

@@ -185,3 +185,26 @@ def test_file_over_clamd_stream_limit_is_cannot_scan_not_clean(
     assert res.returncode == 3, res.stderr
     assert "size limit" in res.stderr
     assert not (tmp_path / "o" / "big.txt").exists()
+
+
+def test_clamd_refusing_mid_run_stops_there_and_never_says_clean(
+    tmp_path: Path, clamd_factory: Callable[..., Clamd]
+) -> None:
+    small = clamd_factory(StreamMaxLength="1K")
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "a_small.txt").write_bytes(TEXT)  # scanned, clean, written
+    (src / "b_big.txt").write_bytes(TEXT * 400)  # clamd refuses it: the run stops here
+    (src / "c_small.txt").write_bytes(TEXT)  # never reached
+    out = tmp_path / "o"
+    cfg = scan_config(tmp_path, small.unix_address)
+    res = mugai("sanitize", str(src), "--out", str(out), "--json", "--config", cfg)
+    assert res.returncode == 3, res.stderr
+    assert res.stdout == ""  # no report on stdout that a tool could take for a result
+    assert _outputs(out) == ["a_small.txt"]
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert report["all_clean"] is False and report["all_sanitized"] is False
+    assert [(i["input"].rsplit("/", 1)[-1], i["status"]) for i in report["items"]] == [
+        ("a_small.txt", "sanitized"),
+        ("b_big.txt", "cannot_scan"),
+    ]

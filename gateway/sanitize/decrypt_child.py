@@ -20,6 +20,7 @@ import stat
 import struct
 import sys
 import zipfile
+import zlib
 from typing import IO
 
 EXIT_OK = 0
@@ -89,7 +90,14 @@ def unlock_zip(data: bytes, password: bytes, max_members: int, max_bytes: int) -
                 # ZipCrypto checks one byte of the key: 1 wrong password in 256 passes it
                 # and only the CRC at the end tells. Either way the content is not the
                 # sender's, so it counts as a wrong password.
-                if "CRC" in str(exc) and info.flag_bits & 0x1:
+                # AES: a 2-byte verifier, then the HMAC at the end tells the same way.
+                if ("CRC" in str(exc) or "HMAC" in str(exc)) and info.flag_bits & 0x1:
+                    raise _Refused(EXIT_WRONG_PASSWORD) from exc
+                raise _Refused(EXIT_UNREADABLE) from exc
+            except zlib.error as exc:
+                # A wrong key that passed the check byte inflates garbage and usually fails
+                # here, before any CRC: still a wrong password (it must count).
+                if info.flag_bits & 0x1:
                     raise _Refused(EXIT_WRONG_PASSWORD) from exc
                 raise _Refused(EXIT_UNREADABLE) from exc
             except (NotImplementedError, ValueError, OSError, EOFError) as exc:

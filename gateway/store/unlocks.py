@@ -33,6 +33,10 @@ DELIVERED = "delivered"
 WRONG = "wrong_password"
 # Longer than decrypting, scanning, sanitizing and a relay delivery can take together.
 IN_FLIGHT_SECONDS = 15 * 60
+# An attempt that has not reached the relay by then gives up (gateway/unlock.py): the
+# in-flight block must outlive every delivery, or an attempt begun after it expired and
+# the slow one would both deliver. The rest of the window is for the relay.
+DELIVER_WITHIN_SECONDS = IN_FLIGHT_SECONDS / 2
 _MAX_ROWS = 5000  # audit rows read per decision; a message never has that many attempts
 BLOB_PREFIX = "u:"  # blobs.kind is 16 characters: "u:" + a part index of up to 14
 
@@ -70,10 +74,14 @@ def find_part(msg: MessageRow, index: str) -> dict[str, Any]:
     raise NotFound("part_not_found")
 
 
-def _rows(s: Session, mugai_id: str) -> list[AuditRow]:
+def _rows(s: Session, mugai_id: str, since: str) -> list[AuditRow]:
     stmt = (
         select(AuditRow)
-        .where(AuditRow.target == mugai_id, AuditRow.action.in_((ATTEMPT, RESULT)))
+        .where(
+            AuditRow.target == mugai_id,
+            AuditRow.action.in_((ATTEMPT, RESULT)),
+            AuditRow.at >= since,  # ISO text of one format: orders as time does
+        )
         .order_by(AuditRow.seq.desc())
         .limit(_MAX_ROWS)
     )
@@ -108,15 +116,23 @@ def begin(
     report = find_part(msg, part)
     if "encrypted" not in (report.get("reasons") or []):
         raise Conflict("part_not_encrypted")
-    rows = _rows(s, mugai_id)
+    # The delivered copy is written with the delivered result (finish): final, however many
+    # audit rows came after it.
+    if s.get(BlobRow, (mugai_id, BLOB_PREFIX + part)) is not None:
+        raise Conflict("already_unlocked")
+    in_flight_since = _iso(now - timedelta(seconds=IN_FLIGHT_SECONDS))
+    window_start = _iso(now - timedelta(seconds=window))
+    rows = _rows(s, mugai_id, min(in_flight_since, window_start))
+    if len(rows) >= _MAX_ROWS:
+        # Attempts that do not count are not limited: so many that the bounded read may miss
+        # a wrong one is refused (fail closed) until the window has passed.
+        raise RateLimited(max(1, math.ceil(window)))
     results = {int(r.detail.get("attempt", 0)): r for r in rows if r.action == RESULT}
     if any(
         r.detail.get("part") == part and r.detail.get("outcome") == DELIVERED
         for r in results.values()
     ):
         raise Conflict("already_unlocked")
-    in_flight_since = _iso(now - timedelta(seconds=IN_FLIGHT_SECONDS))
-    window_start = _iso(now - timedelta(seconds=window))
     wrong: list[str] = []
     for r in rows:
         if r.action != ATTEMPT:
@@ -163,7 +179,7 @@ def finish(
 def wrong_in_window(s: Session, mugai_id: str, window: float) -> int:
     """Wrong (or unfinished) attempts within the window, for "n tries left" messages."""
     window_start = _iso(datetime.now(UTC) - timedelta(seconds=window))
-    rows = _rows(s, mugai_id)
+    rows = _rows(s, mugai_id, window_start)
     results = {int(r.detail.get("attempt", 0)): r for r in rows if r.action == RESULT}
     return sum(
         1

@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import io
 import logging
 import re
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -382,3 +384,153 @@ async def test_unlock_can_be_switched_off(
         r = await p.unlock(mid, part, PASSWORD)
     assert r.status_code == 422 and r.json()["detail"] == "unlock_unsupported"
     assert len(smtp_sink.messages) == 1 and audit_rows(p, mid) == []
+
+
+def _plain_zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _forwarded_mail() -> bytes:
+    inner = EmailMessage()
+    inner["From"] = "someone@example.com"
+    inner["Subject"] = "転送"
+    inner.set_content("転送します。\n")
+    inner.add_attachment(MEMBERS["setup.exe"], maintype="application", subtype="octet-stream",
+                         filename="請求書.pdf.exe")  # fmt: skip
+    return inner.as_bytes()
+
+
+async def test_nested_contents_behind_the_password_meet_the_normal_sanitizers(
+    ppap: Ppap,
+) -> None:
+    # What a hostile sender hides behind the password: a second PPAP inside (same password),
+    # a forwarded message carrying a program, and a program two plain archives deep.
+    members = {
+        "内側.zip": zipcrypto_zip({"秘密.exe": MEMBERS["setup.exe"]}, PASSWORD),
+        "転送.eml": _forwarded_mail(),
+        "深い.zip": _plain_zip({"mid.zip": _plain_zip({"setup.exe": MEMBERS["setup.exe"]})}),
+        "見積書.txt": MEMBERS["見積書.txt"],
+    }
+    mid, part = await deliver_ppap(ppap, aes_zip(members, PASSWORD))
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 200, r.text
+    assert "encrypted" in r.json()["reasons"]  # the inner PPAP is withheld, not opened
+    msg = check_delivered(ppap.sink.messages[-1].data)  # every file passes check_clean_file
+    for att in msg.iter_attachments():
+        data = att.get_payload(decode=True)
+        assert isinstance(data, bytes)
+        assert not data.startswith(b"MZ") and not data.startswith(b"PK"), att.get_filename()
+        assert b"PE\x00\x00" not in data, att.get_filename()
+    assert "見積書.txt" in {a.get_filename() for a in msg.iter_attachments()}
+
+
+async def test_eicar_two_archives_deep_behind_the_password_is_found(ppap: Ppap) -> None:
+    hidden = _plain_zip({"a.zip": _plain_zip({"請求書.txt": EICAR})})
+    mid, part = await deliver_ppap(ppap, zipcrypto_zip({"書類.zip": hidden}, PASSWORD))
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 422 and r.json()["detail"] == "virus_found", r.text
+    assert len(ppap.sink.messages) == 1
+
+
+@pytest.mark.parametrize(
+    ("lie", "detail"),
+    [(EICAR, "virus_found"), (MEMBERS["setup.exe"], "nothing_to_deliver")],
+    ids=["eicar", "program"],
+)
+async def test_a_compromised_decrypting_child_is_not_believed(
+    ppap: Ppap, monkeypatch: pytest.MonkeyPatch, lie: bytes, detail: str
+) -> None:
+    # Whatever the child hands back is scanned and sanitized as if a sender had sent it.
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    monkeypatch.setattr("gateway.unlock.decrypt", lambda *a, **k: lie)
+    r = await ppap.unlock(mid, part, PASSWORD)
+    assert r.status_code == 422 and r.json()["detail"] == detail, r.text
+    assert len(ppap.sink.messages) == 1
+
+
+async def test_an_endless_body_is_cut_at_the_limit_not_read_to_the_end(ppap: Ppap) -> None:
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    sent = 0
+
+    async def endless() -> AsyncIterator[bytes]:
+        nonlocal sent
+        yield b'{"part": "' + part.encode() + b'", "password": "'
+        for _ in range(4096):  # 256 MiB if it were all read
+            sent += 1
+            yield b"x" * 65536
+
+    r = await ppap.client.post(
+        f"/api/v1/messages/{mid}/unlock", content=endless(),
+        headers={"Authorization": f"Bearer {ppap.tokens['operator']}"},
+    )  # fmt: skip
+    assert r.status_code == 413 and r.json()["detail"] == "body_too_large"
+    assert sent < 16, sent  # stopped soon after 16 KiB, not after 256 MiB
+    assert audit_rows(ppap, mid) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"part": "2", "password": "' + PASSWORD.encode() + b'", "x": ' + b"[" * 8000 + b"}",
+        b'{"part": "2", "password": "\\ud800' + PASSWORD.encode() + b'"}',  # a lone surrogate
+    ],
+    ids=["deeply-nested", "lone-surrogate"],
+)
+async def test_hostile_json_is_a_plain_refusal(
+    ppap: Ppap, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    r = await ppap.client.post(
+        f"/api/v1/messages/{mid}/unlock", content=body.replace(b'"2"', f'"{part}"'.encode()),
+        headers={"Authorization": f"Bearer {ppap.tokens['operator']}",
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert PASSWORD not in r.text
+    assert not [rec for rec in caplog.records if rec.levelno >= logging.ERROR]
+    assert len(ppap.sink.messages) == 1
+
+
+async def test_an_attempt_slower_than_its_in_flight_window_never_delivers(
+    ppap: Ppap, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The in-flight block expires (a crashed node must not block forever); an attempt still
+    # sanitizing then must not deliver, or a second attempt started after the expiry and the
+    # first would both cross. Failure injection: the first sanitize waits for the test.
+    import threading
+
+    from gateway import unlock as unlock_module
+    from gateway.store import unlocks
+
+    monkeypatch.setattr(unlocks, "IN_FLIGHT_SECONDS", 4)
+    monkeypatch.setattr(unlocks, "DELIVER_WITHIN_SECONDS", 2)
+    mid, part = await deliver_ppap(ppap, aes_zip(MEMBERS, PASSWORD))
+    started, release = threading.Event(), threading.Event()
+    real = unlock_module.sanitize_part
+    calls = 0
+
+    def slow_first(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            started.set()
+            release.wait(60)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(unlock_module, "sanitize_part", slow_first)
+    plain = _plain_zip({"見積書.txt": MEMBERS["見積書.txt"]})
+    monkeypatch.setattr(unlock_module, "decrypt", lambda *a, **k: plain)
+    first = asyncio.create_task(ppap.unlock(mid, part, PASSWORD))
+    assert await asyncio.to_thread(started.wait, 60)
+    await asyncio.sleep(4.5)  # the first attempt's in-flight block has expired
+    second = await ppap.unlock(mid, part, PASSWORD)
+    release.set()
+    late = await first
+    assert second.status_code == 200, second.text
+    assert late.status_code == 422 and late.json()["detail"] == "conversion_timeout", late.text
+    assert len(ppap.sink.messages) == 2  # the withheld-attachment delivery, then one unlock

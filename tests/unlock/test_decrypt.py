@@ -145,3 +145,26 @@ def test_hostile_member_paths_behind_the_password_still_meet_the_archive_guards(
     assert [f.filename for f in files] == ["ok.txt"]
     reasons = {r for c in report.children for r in c.reasons}
     assert "unsafe_path" in reasons
+
+
+def test_a_wrong_zipcrypto_password_that_passes_the_check_byte_is_still_wrong() -> None:
+    # ZipCrypto checks one byte: about 1 wrong password in 256 passes it, and then inflating
+    # the garbage fails (zlib.error) before any CRC is compared. That is a wrong password
+    # too: reported as "unreadable" it would not count towards the rate limit.
+    data = zipcrypto_zip({"a.txt": "本文です。".encode() * 200}, PW)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.infolist()[0]
+        passing = []
+        for i in range(20000):
+            guess = f"guess-{i}"
+            try:
+                zf.open(info, pwd=guess.encode()).close()
+            except RuntimeError:  # "Bad password": the check byte did not match
+                continue
+            passing.append(guess)
+            if len(passing) == 3:
+                break
+    assert len(passing) == 3
+    for guess in passing:
+        with pytest.raises(WrongPassword):
+            decrypt(data, "zip", guess, limits(), seconds=30)

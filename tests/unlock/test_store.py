@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gateway.model import Action, PartReport, ScanResult
+from gateway.store import unlocks
 from gateway.store.errors import Conflict, NotFound
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
@@ -85,3 +86,50 @@ def test_refusals_before_trying(store: Store) -> None:  # noqa: F811
     store.delete_message(mid, Principal(2, "admin", "admin"))
     with pytest.raises(Conflict, match="original_deleted"):
         store.begin_unlock(mid, "1.2", WHO, max_wrong=3, window=900)
+
+
+def _two_ppap_parts(store: Store) -> str:  # noqa: F811
+    mid = add_message(store, status="delivered")
+    parts = [
+        PartReport("1.2", "見積書.zip", "application/zip", "zip", Action.REMOVED,
+                   ("encrypted",), 4000),
+        PartReport("1.3", "別紙.zip", "application/zip", "zip", Action.REMOVED,
+                   ("encrypted",), 4000),
+    ]  # fmt: skip
+    store.record_report(mid, parts=parts, tokens=["DEL_ATTACH"], subject="s",
+                        message_id="<m2@example.com>", header_from="a@example.com",
+                        scan=ScanResult(clean=True), timings={})  # fmt: skip
+    return mid
+
+
+def _cheap_attempts_until_refused(store: Store, mid: str) -> None:  # noqa: F811
+    for _ in range(20):  # more rows than the (shrunk) bounded read
+        try:
+            b = store.begin_unlock(mid, "1.3", WHO, max_wrong=99, window=900)
+        except RateLimited:
+            return  # fail closed once the read could miss something
+        store.finish_unlock(mid, b.attempt, "1.3", WHO, "part_not_found", {})
+
+
+def test_many_cheap_attempts_do_not_push_the_record_out_of_sight(
+    store: Store,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Attempts whose outcome does not count (a part that fails before its password is
+    # tried) are not rate-limited: enough of them must not hide earlier wrong passwords or
+    # the delivery from the decision, which reads a bounded number of audit rows.
+    monkeypatch.setattr(unlocks, "_MAX_ROWS", 10)
+    mid = _two_ppap_parts(store)
+    for _ in range(2):
+        b = store.begin_unlock(mid, "1.2", WHO, max_wrong=2, window=900)
+        store.finish_unlock(mid, b.attempt, "1.2", WHO, "wrong_password", {})
+    _cheap_attempts_until_refused(store, mid)
+    with pytest.raises(RateLimited):
+        store.begin_unlock(mid, "1.2", WHO, max_wrong=2, window=900)
+
+    delivered = _two_ppap_parts(store)
+    b = store.begin_unlock(delivered, "1.2", WHO, max_wrong=2, window=900)
+    store.finish_unlock(delivered, b.attempt, "1.2", WHO, "delivered", {}, b"copy")
+    _cheap_attempts_until_refused(store, delivered)
+    with pytest.raises(Conflict, match="already_unlocked"):
+        store.begin_unlock(delivered, "1.2", WHO, max_wrong=99, window=900)

@@ -68,7 +68,7 @@ def _parse(raw: bytes) -> UnlockIn | JSONResponse:
         return _error(413, "body_too_large")
     try:
         return UnlockIn.model_validate(json.loads(raw))
-    except (ValueError, ValidationError) as exc:
+    except (ValueError, ValidationError, RecursionError) as exc:  # RecursionError: [[[[...
         fields = (
             sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
             if isinstance(exc, ValidationError)
@@ -76,6 +76,16 @@ def _parse(raw: bytes) -> UnlockIn | JSONResponse:
         )
         # Names of the bad fields only: never their values.
         return _error(422, "invalid_body", fields=fields)
+
+
+async def _read_bounded(request: Request) -> bytes:
+    # request.body() would read a body of any size into memory before _parse could refuse it.
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > _MAX_BODY:
+            break  # _parse answers 413; the rest is never read
+    return bytes(raw)
 
 
 def _mugai_error(exc: MugaiError, remaining: int | None) -> JSONResponse:
@@ -148,7 +158,7 @@ async def unlock_part(
     who: Annotated[Principal, Depends(require("request"))],
     gw: GatewayDep,
 ) -> Any:
-    body = _parse(await request.body())
+    body = _parse(await _read_bounded(request))
     if isinstance(body, JSONResponse):
         return body
     try:
