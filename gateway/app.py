@@ -18,7 +18,7 @@ from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import Spool
 from gateway.store.repository import Store, database_url
-from gateway.worker import Worker
+from gateway.worker import Worker, readiness
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,15 @@ class Gateway:
         self._worker_task: asyncio.Task[None] | None = None
         self.watcher: FolderWatcher | None = None
         self._watch_task: asyncio.Task[None] | None = None
+
+    async def worker_problems(self) -> dict[str, str]:
+        """For /readyz: which of workers / progress / store writes / spool is failing."""
+        if self._worker_task is None:
+            return {"workers": "not started"}
+        if self._worker_task.done():
+            return {"workers": "worker supervisor ended"}
+        ready = await asyncio.to_thread(self.spool.ready)
+        return readiness(self.worker.health, ready, self.settings.delivery.stall_after)
 
     @property
     def smtp_address(self) -> tuple[str, int]:

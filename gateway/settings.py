@@ -108,6 +108,12 @@ class DeliverySettings(_Section):
     tls_ca_file: Path | None = None
     # Jobs processed concurrently; mostly waiting on clamd, the database and the relay.
     workers: int = Field(8, gt=0)
+    # When the store cannot record a job's outcome, the job waits this long in the spool.
+    store_retry: Duration = 30.0
+    # A job claimed this many times when the process died is quarantined as crash_loop.
+    max_recoveries: int = Field(3, gt=0)
+    # /readyz reports the workers stalled when jobs wait and none finished for this long.
+    stall_after: Duration = 900.0
 
     @field_validator("relay")
     @classmethod
