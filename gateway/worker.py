@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import (
+    CrashLoop,
     Permanent,
     RelayRejected,
     RelayTemporary,
@@ -160,6 +161,12 @@ class Worker:
         self.processed = 0
         self._relay_failing = False
         self.health = Health()
+        # Suspects of a crash loop run alone (see _handle_alone).
+        self._busy = 0
+        self._quiet = asyncio.Condition()
+        self._solo = asyncio.Event()
+        self._solo.set()
+        self._alone = asyncio.Lock()
         self.restart_backoff = 1.0
         self.max_restart_backoff = 60.0
 
@@ -207,6 +214,7 @@ class Worker:
 
     async def _loop(self, slot: int) -> None:
         while not self._stopping:
+            await self._solo.wait()
             try:
                 job = await asyncio.to_thread(self.spool.claim)
                 self.health.spool_error = ""
@@ -219,7 +227,29 @@ class Worker:
                 self.health.progress()  # idle is progress: nothing is waiting on this slot
                 await self._sleep()
                 continue
-            await self.handle(job)
+            if job.meta.extra.get(RECOVERIES):
+                await self._handle_alone(job)
+                continue
+            self._busy += 1
+            try:
+                await self.handle(job)
+            finally:
+                self._busy -= 1
+                async with self._quiet:
+                    self._quiet.notify_all()
+
+    async def _handle_alone(self, job: Job) -> None:
+        """A job that was claimed when the process died runs with no other job beside it, so
+        that a further crash is charged to it alone: the innocent mails claimed alongside a
+        poison mail must not end as crash_loop with it."""
+        async with self._alone:
+            self._solo.clear()  # other slots claim nothing new meanwhile
+            try:
+                async with self._quiet:
+                    await self._quiet.wait_for(lambda: self._busy == 0)
+                await self.handle(job)
+            finally:
+                self._solo.set()
 
     async def _sleep(self) -> None:
         try:
@@ -305,7 +335,7 @@ class Worker:
             CRASH_LOOPS.inc()
             log.error("job=%s crash loop: claimed when the process died %d times", jid, recoveries)
             await self._quarantine(
-                job, "crash_loop", f"{recoveries} restarts while being handled", None
+                job, CrashLoop.reason, f"{recoveries} restarts while being handled", None
             )
             return
         if job.meta.kind == "file":

@@ -36,6 +36,8 @@ REASONS_JA: dict[str, str] = {
     "signature_removed": "電子署名（無害化後は検証できないため削除）",
     "internal_error": "内部エラー",
     "empty_result": "変換結果が空",
+    "crash_loop": "処理中にゲートウェイが繰り返し停止したため保留",
+    "too_large_to_scan": "ウイルス検査の上限サイズを超過",
 }
 
 ACTIONS_JA = {
