@@ -87,6 +87,13 @@ class SmtpSettings(_Section):
     max_line_bytes: int = Field(65_536, ge=1001)
     command_timeout: Duration = 300.0
     max_connections: int = Field(200, gt=0)
+    # Fairness (issue 13): one client address may hold this many connections, send this many
+    # commands per session and stay this long; over it, 421 4.7.0 to that client only.
+    # Postfix opens at most 20 parallel connections to one destination and reuses one for
+    # at most 300 s by default, far below these.
+    max_connections_per_client: int = Field(50, gt=0)
+    max_commands: int = Field(20_000, gt=0)
+    max_session_duration: Duration = 3600.0
     # Accept no new mail (451) while this many jobs wait in the spool.
     max_backlog: int = Field(10_000, gt=0)
 
