@@ -61,6 +61,7 @@ class Gateway:
             settings.clamav.address,
             timeout=settings.clamav.timeout,
             chunk_bytes=settings.clamav.chunk_bytes,
+            max_stream_bytes=settings.clamav.max_stream_bytes,
         )
         self.relay = make_relay(settings)
         self._own_office = office is None

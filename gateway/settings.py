@@ -139,6 +139,10 @@ class ClamavSettings(_Section):
     address: HostPort = "127.0.0.1:3310"
     timeout: Duration = 60.0
     chunk_bytes: int = Field(65_536, gt=0)
+    # The clamd StreamMaxLength the operator runs (the shipped config/clamd.conf: 100M). No
+    # message or file limit may exceed it (start-up and check-config refuse): clamd would
+    # refuse such a stream, and it would be quarantined as too_large_to_scan.
+    max_stream_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
 
 class StorageSettings(_Section):
@@ -195,6 +199,8 @@ class WatchSettings(_Section):
     outbox: Path | None = None
     failed: Path | None = None
     interval: Duration = 2.0
+    # Largest file taken from the inbox (larger ones go to failed/).
+    max_file_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _separate(self) -> WatchSettings:
@@ -232,6 +238,23 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     watch: WatchSettings = WatchSettings()
     files: FilesSettings = FilesSettings()
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        # Issue 13: a stream clamd refuses can never be scanned; refuse the configuration
+        # rather than quarantine every such mail or file as too_large_to_scan.
+        stream = self.clamav.max_stream_bytes
+        for key, value in (
+            ("smtp.max_message_bytes", self.smtp.max_message_bytes),
+            ("files.max_bytes", self.files.max_bytes),
+            ("watch.max_file_bytes", self.watch.max_file_bytes),
+        ):
+            if value > stream:
+                raise ValueError(
+                    f"{key} ({value}) exceeds clamav.max_stream_bytes ({stream}): raise clamd's "
+                    "StreamMaxLength and clamav.max_stream_bytes, or lower the limit"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(
