@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.ingress.smtp import start_smtp
 from gateway.ingress.watch import FolderWatcher
+from gateway.loopmark import load_key
 from gateway.pipeline import Pipeline
 from gateway.relay import MaildirRelay, Relay, SmtpRelay
 from gateway.sanitize.base import OfficeConverter
@@ -68,6 +69,7 @@ class Gateway:
         self.office = office
         self.wakeup = asyncio.Event()
         self.pipeline = Pipeline(settings, self.scanner, office)
+        self.pipeline.loop_key = load_key(settings)
         self.worker = Worker(
             settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup
         )

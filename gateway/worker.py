@@ -87,6 +87,10 @@ def _describe(exc: BaseException) -> str:
     return type(exc).__name__
 
 
+def _null_sender(mail_from: str) -> bool:
+    return mail_from.strip() in ("", "<>")
+
+
 def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
     """One file as is; several (an unpacked archive) as a zip with unique UTF-8 names."""
     if len(files) == 1:
@@ -393,7 +397,9 @@ class Worker:
         meta = job.meta
         started = time.monotonic()
         try:
-            result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
+            # A bounce or notice (null sender) stays one: "<>" is no mailbox for the client.
+            sender = "" if _null_sender(meta.mail_from) else meta.mail_from
+            result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
         except (RelayTemporary, RelayRejected) as exc:
             kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
             RELAY_ERRORS.labels(kind).inc()
@@ -444,7 +450,10 @@ class Worker:
         )
         if report is not None and report.parts:
             await self._record_report(job, report)
-        if self.settings.notice.withheld_notice and job.meta.kind == "mail":
+        # No notice for a looping notice or bounce (null sender): the way to the recipients
+        # leads back here, so each quarantine of a looping notice would send another, forever.
+        looping_notice = reason == "mail_loop" and _null_sender(job.meta.mail_from)
+        if self.settings.notice.withheld_notice and job.meta.kind == "mail" and not looping_notice:
             await self._notify_withheld(job, reason)
         await asyncio.to_thread(self.spool.done, job)
         JOBS.labels("quarantined").inc()

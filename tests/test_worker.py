@@ -312,3 +312,19 @@ def test_readiness_names_each_problem() -> None:
     health.last_progress = time.monotonic() - 1000
     assert "progress" in readiness(health, 5, 900)
     assert readiness(health, 0, 900) == {}  # nothing waiting is not a stall
+
+
+@pytest.mark.parametrize("null", ["", "<>"])
+async def test_bounce_with_null_sender_is_delivered(
+    rig_factory: Callable[..., Rig], null: str
+) -> None:
+    """A DSN from the Internet (MAIL FROM:<>) is delivered, not an internal_error (the relay
+    client refused "<>" as a mailbox; each such quarantine then sent a notice)."""
+    rig = rig_factory()
+    meta = JobMeta(id=new_id(), kind="mail", mail_from=null, rcpt_tos=(RCPT,))
+    rig.spool.put(meta, mail("bounce"))
+    await rig.worker.handle(rig.claim())
+    got = await rig.sink.wait_for(1)
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered", row.reasons if row else None
+    assert got[0].mail_from in ("", "<>")

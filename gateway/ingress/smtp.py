@@ -213,10 +213,12 @@ class IntakeHandler:
             if len(data) > self.settings.smtp.max_message_bytes:
                 return "552 5.3.4 Message too big for this gateway"
             peer = session.peer
+            sender = str(envelope.mail_from or "")
             meta = JobMeta(
                 id=job_id,
                 kind="mail",
-                mail_from=str(envelope.mail_from or ""),
+                # aiosmtpd keeps the null sender (bounces, DSNs) as "<>": spool it empty.
+                mail_from="" if sender.strip() == "<>" else sender,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 peer=str(peer[0]) if isinstance(peer, tuple) else str(peer or ""),
                 helo=str(session.host_name or ""),

@@ -440,3 +440,17 @@ async def test_defaults_admit_a_postfix_worth_of_parallel_connections(listener: 
                 s.close()
 
     assert all(g.startswith(b"220") for g in await asyncio.to_thread(run))
+
+
+async def test_null_sender_is_spooled_empty(listener: Any) -> None:
+    port, spool = await listener()
+
+    def run() -> int:
+        with client(port) as c:
+            c.mail("<>")
+            c.rcpt(f"u@{DOMAIN}")
+            return c.data(MSG)[0]
+
+    assert await asyncio.to_thread(run) == 250
+    job = spool.claim()
+    assert job is not None and job.meta.mail_from == ""
