@@ -6,7 +6,7 @@ as hops through us, each job id once: three copied ``by <host> (mugai)`` lines n
 a stranger's mail quarantined as ``mail_loop``, and a real loop (a new id on every pass)
 still is.
 
-The secret is ``[smtp] loop_secret`` when set (give every node of a cluster the same one, so
+The secret is ``[smtp] loop_key`` when set (give every node of a cluster the same one, so
 a loop through two nodes counts), else a random key kept in ``<data_dir>/loop.key``.
 """
 
@@ -28,7 +28,7 @@ _TOKEN_HEX = 24
 
 
 def load_key(settings: Settings) -> bytes:
-    configured = settings.smtp.loop_secret.get_secret_value()
+    configured = settings.smtp.loop_key.get_secret_value()
     if configured:
         return configured.encode("utf-8")
     path = settings.storage.data_dir / KEY_FILE

@@ -93,7 +93,7 @@ class SmtpSettings(_Section):
     # at most 300 s by default, far below these.
     # Secret of the loop token in our Received lines (empty ⇒ a random <data_dir>/loop.key);
     # set the same value on every node so a loop through several nodes counts.
-    loop_secret: SecretStr = SecretStr("")
+    loop_key: SecretStr = SecretStr("")
     max_connections_per_client: int = Field(50, gt=0)
     max_commands: int = Field(20_000, gt=0)
     max_session_duration: Duration = 3600.0

@@ -44,7 +44,7 @@ def test_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
     path = settings.storage.data_dir / KEY_FILE
     assert path.stat().st_mode & 0o777 == 0o600 and len(first) >= 32
     assert load_key(settings) == first  # survives restarts
-    configured = make_settings(tmp_path, "", "127.0.0.1:1", smtp={"loop_secret": "s" * 40})
+    configured = make_settings(tmp_path, "", "127.0.0.1:1", smtp={"loop_key": "s" * 40})
     assert load_key(configured) == b"s" * 40
     path.write_text("short\n")
     with pytest.raises(ValueError, match="too short"):
