@@ -259,3 +259,168 @@ async def store_outage(work: Path, clamd: str, *, backend: str, count: int = 10)
                 stop_sink(sink)
     row.seconds = round(time.monotonic() - started, 1)
     return row
+
+
+# --- poison mail, fairness, size limit (rows for docs/reliability.md) --------------------------
+
+
+async def crash_loop(work: Path, clamd: str, *, innocent: int = 6) -> Row:
+    """A mail that SIGKILLs `mugai serve` whenever a worker handles it; restarted each time."""
+    from tests.e2e.test_restart import write_config
+    from tests.reliability.test_poison import PoisonGateway, send_all, wait_exit
+
+    started = time.monotonic()
+    tag = "poison"
+    row = Row("poison mail (kills the process on every try)",
+              f"1 poison + {innocent} other mails", "SIGKILL of `mugai serve` by the mail itself; "
+              "restarted after each death")  # fmt: skip
+    sink = await start_sink()
+    data = work / "data"
+    config = work / "gateway.toml"
+    write_config(config, data, sink.address, clamd)
+    subjects = [f"{tag}-{i}" for i in range(innocent)]
+    gw = PoisonGateway(config, work / "log0.txt")
+    exits: list[int | None] = []
+    try:
+        half = innocent // 2
+        ids = await asyncio.to_thread(send_all, gw.port, subjects[:half] + ["POISON-PILL"])
+        poison_id = ids[-1]
+        for n in range(1, 6):
+            code = await asyncio.to_thread(wait_exit, gw.proc, data, poison_id)
+            exits.append(code)
+            if code is None:
+                break
+            gw.log_fh.close()
+            gw = PoisonGateway(config, work / f"log{n}.txt")
+            if n == 1:
+                ids += await asyncio.to_thread(send_all, gw.port, subjects[half:])
+        from gateway.store.repository import Store, database_url
+
+        store = Store(database_url("", data))
+        acked = dict(enumerate(ids))
+        want = set(range(len(ids))) - {half}
+
+        def innocent_done() -> bool:
+            return all(store.status(acked[i]) == "delivered" for i in want)
+
+        await until(innocent_done, 60)
+        # tally() matches Message-IDs <tag-N@…>: the test mails use <subject@…>; count here.
+        got = [m.data for m in sink.messages]
+        delivered = {i for i in want if any(f"Subject: {tag}-{i if i < half else i - 1}".encode()
+                                             in d for d in got)}  # fmt: skip
+        poison = store.get(poison_id)
+        row.accepted = len(ids)
+        row.delivered = len(delivered)
+        row.quarantined = 1 if poison is not None and poison.status == "quarantined" else 0
+        row.lost = len(ids) - row.delivered - row.quarantined
+        row.duplicated = max(0, sum(1 for d in got if f"Subject: {tag}-".encode() in d) - innocent)
+        row.notes += [
+            f"process exits: {exits} (-9 = killed by the poison mail, None = survived)",
+            f"poison outcome: {poison.status if poison else None} "
+            f"{poison.reasons if poison else []} ({poison.detail if poison else ''})",
+            f"poison original kept: {store.blob(poison_id, 'original') is not None}",
+            f"poison content delivered: {any(b'POISON-PILL' in d for d in got)}",
+        ]
+        store.close()
+    finally:
+        gw.terminate()
+        stop_sink(sink)
+    row.seconds = round(time.monotonic() - started, 1)
+    return row
+
+
+async def fairness(work: Path, clamd: str, *, count: int = 20, cap: int = 5) -> Row:
+    """One client holds all the connections it may (NOOP every second); another sends mail."""
+    import smtplib
+    import socket
+
+    started = time.monotonic()
+    tag = "fair"
+    row = Row("one client holds connections", f"{count} mails from a second client",
+              f"client A holds {cap} connections (its cap) with NOOPs and asks for {cap} more; "
+              f"max_connections={2 * cap}")  # fmt: skip
+    sink = await start_sink()
+    try:
+        async with running_gateway(
+            work, sink.address, clamd,
+            smtp={"max_connections": 2 * cap, "max_connections_per_client": cap},
+        ) as gw:  # fmt: skip
+            _, port = gw.smtp_address
+
+            def hold() -> tuple[list[socket.socket], list[bytes]]:
+                held = [socket.create_connection(("127.0.0.1", port), timeout=10)
+                        for _ in range(cap)]  # fmt: skip
+                for s in held:
+                    s.recv(1024)
+                refused = []
+                for _ in range(cap):
+                    with socket.create_connection(("127.0.0.1", port), timeout=10) as extra:
+                        refused.append(extra.recv(1024))
+                return held, refused
+
+            held, refused = await asyncio.to_thread(hold)
+
+            def other(i: int) -> tuple[int, str]:
+                with smtplib.SMTP(timeout=30, source_address=("127.0.0.2", 0)) as c:
+                    c.connect("127.0.0.1", port)
+                    c.ehlo("b.example.com")
+                    c.mail("b@example.com")
+                    c.rcpt(RCPTS[0])
+                    code, reply = c.data(mail(tag, i))
+                    return code, reply.decode()
+
+            def noop() -> None:
+                for s in held:
+                    s.sendall(b"NOOP\r\n")
+                    s.recv(1024)
+
+            results = {}
+            for i in range(count):
+                await asyncio.to_thread(noop)  # client A keeps its sessions busy
+                results[i] = await asyncio.to_thread(other, i)
+            acked = accepted_ids(results)
+            want = set(acked)
+            await until(lambda: want <= {n for _, n in delivered_numbers(sink, tag)}, 60, gw)
+            tally(row, acked, sink, tag, gw.store)
+            for s in held:
+                s.close()
+            codes = sorted({r[:9].decode(errors="replace") for r in refused})
+            row.notes += [
+                f"client A's extra connections answered: {codes}",
+                f"client B accepted: {len(acked)}/{count}",
+            ]
+    finally:
+        stop_sink(sink)
+    row.seconds = round(time.monotonic() - started, 1)
+    return row
+
+
+async def too_large_to_scan(work: Path, small_clamd: str, *, count: int = 5) -> Row:
+    """clamd's StreamMaxLength (256K) below what mugai was told: mail just over it."""
+    started = time.monotonic()
+    tag = "big"
+    row = Row("mail over clamd's stream limit", f"{count} mails of 300 kB",
+              "clamd StreamMaxLength 256K, lower than declared to mugai")  # fmt: skip
+    sink = await start_sink()
+    try:
+        async with running_gateway(work, sink.address, small_clamd) as gw:
+            _, port = gw.smtp_address
+            filler = "y" * 998 + "\r\n"
+            items = [(i, mail(tag, i, extra="") + (filler * 300).encode(), RCPTS[0])
+                     for i in range(count)]  # fmt: skip
+            acked = accepted_ids(await send_batch(port, items))
+
+            def settled() -> bool:
+                return all(s == "quarantined" for s in statuses(gw.store, acked.values()).values())
+
+            await until(settled, 60, gw)
+            tally(row, acked, sink, tag, gw.store)
+            rows = [r for j in acked.values() if (r := gw.store.get(j)) is not None]
+            row.notes += [
+                f"reasons: {sorted({tuple(r.reasons) for r in rows})}",
+                f"attempts: {sorted({r.attempts for r in rows})}",
+            ]
+    finally:
+        stop_sink(sink)
+    row.seconds = round(time.monotonic() - started, 1)
+    return row
