@@ -328,3 +328,49 @@ async def test_bounce_with_null_sender_is_delivered(
     row = rig.store.get(meta.id)
     assert row is not None and row.status == "delivered", row.reasons if row else None
     assert got[0].mail_from in ("", "<>")
+
+
+async def test_readyz_reports_dead_workers(gateway_factory: Any) -> None:
+    from tests.reliability.scenarios import readyz
+
+    gw = await gateway_factory(None, delivery={"workers": 2})
+    code, body = await readyz(gw)
+    assert code == 200 and body["checks"]["workers"] is True, body
+    gw.worker.restart_backoff = 3600.0  # a slot that dies stays dead for the test
+
+    def broken(now: float | None = None) -> Job | None:
+        raise RuntimeError("bug outside the job guard")
+
+    gw.spool.claim = broken  # type: ignore[method-assign]
+    gw.wakeup.set()
+    for _ in range(100):
+        if gw.worker.health.alive == 0:
+            break
+        await asyncio.sleep(0.05)
+    code, body = await readyz(gw)
+    assert code == 503 and body["checks"]["workers"] is False, body
+    assert body["problems"]["workers"] == "2 of 2 worker slots dead"
+
+
+async def test_readyz_reports_stalled_workers(gateway_factory: Any) -> None:
+    from tests.plugins.gateway import asend
+    from tests.reliability.scenarios import readyz
+
+    gw = await gateway_factory(None, delivery={"workers": 1, "stall_after": "1s"})
+    release = asyncio.Event()
+
+    async def stuck(meta: JobMeta, raw: bytes) -> Any:
+        await release.wait()  # e.g. a converter call that never returns
+        raise AssertionError("released")
+
+    gw.pipeline.process = stuck  # type: ignore[assignment]
+    await asend(gw, mail("first"))
+    await asend(gw, mail("second"))  # waits behind the stuck one
+    for _ in range(100):
+        code, body = await readyz(gw)
+        if not body["checks"]["progress"]:
+            break
+        await asyncio.sleep(0.1)
+    assert code == 503 and "1 jobs waiting" in body["problems"]["progress"], body
+    assert body["checks"]["workers"] is True  # alive, but not moving
+    release.set()
