@@ -246,14 +246,22 @@ class Worker:
         """A job that was claimed when the process died runs with no other job beside it, so
         that a further crash is charged to it alone: the innocent mails claimed alongside a
         poison mail must not end as crash_loop with it."""
-        async with self._alone:
-            self._solo.clear()  # other slots claim nothing new meanwhile
-            try:
-                async with self._quiet:
-                    await self._quiet.wait_for(lambda: self._busy == 0)
-                await self.handle(job)
-            finally:
-                self._solo.set()
+        try:
+            async with self._alone:
+                self._solo.clear()  # other slots claim nothing new meanwhile
+                try:
+                    async with self._quiet:
+                        await self._quiet.wait_for(lambda: self._busy == 0)
+                    await self.handle(job)
+                finally:
+                    self._solo.set()
+        except asyncio.CancelledError:
+            # Shut down while waiting its turn: back to the queue uncounted (handle() does
+            # the same once it runs).
+            if job.path.exists():
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(asyncio.to_thread(self.spool.release, job))
+            raise
 
     async def _sleep(self) -> None:
         try:
@@ -283,10 +291,16 @@ class Worker:
         except BaseException as exc:  # noqa: BLE001 - the guard: nothing may end a slot
             # Recording the outcome failed (the store, or the spool itself): the job goes back
             # through the file system alone and is tried again after a delay.
-            OUTCOME_FAILURES.labels("store" if isinstance(exc, StoreFailure) else "other").inc()
-            self.health.store_failures += 1
-            self.health.store_error = _describe(exc.__cause__ or exc)
-            log.error("job=%s outcome not recorded (%s); put back", jid, self.health.store_error)
+            cause = exc.__cause__ or exc
+            detail = _describe(cause)
+            if isinstance(cause, OSError):
+                OUTCOME_FAILURES.labels("spool").inc()
+                self.health.spool_error = detail
+            else:
+                OUTCOME_FAILURES.labels("store" if isinstance(exc, StoreFailure) else "other").inc()
+                self.health.store_failures += 1
+                self.health.store_error = detail
+            log.error("job=%s outcome not recorded (%s); put back", jid, detail)
             await self._put_back(job)
         finally:
             self.processed += 1

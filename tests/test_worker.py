@@ -374,3 +374,38 @@ async def test_readyz_reports_stalled_workers(gateway_factory: Any) -> None:
     assert code == 503 and "1 jobs waiting" in body["problems"]["progress"], body
     assert body["checks"]["workers"] is True  # alive, but not moving
     release.set()
+
+
+async def test_recovered_job_runs_alone(rig_factory: Callable[..., Rig]) -> None:
+    """A crash suspect never runs beside another job: a further crash is charged to it only."""
+    rig = rig_factory()
+    running: set[str] = set()
+    overlaps: list[tuple[str, ...]] = []
+    real = rig.worker.pipeline.process
+
+    async def watched(meta: JobMeta, raw: bytes) -> Any:
+        running.add(meta.id)
+        if len(running) > 1 and any(i in suspects for i in running):
+            overlaps.append(tuple(sorted(running)))
+        try:
+            await asyncio.sleep(0.2)
+            return await real(meta, raw)
+        finally:
+            running.discard(meta.id)
+
+    rig.worker.pipeline.process = watched  # type: ignore[method-assign]
+    normal = [rig.put(mail(f"n{i}")).id for i in range(3)]
+    suspects = {rig.put(mail("suspect"), **{RECOVERIES: 1}).id}
+    normal += [rig.put(mail(f"m{i}")).id for i in range(3)]
+    task = asyncio.create_task(rig.worker.run(3))
+    try:
+        await rig.sink.wait_for(7, timeout=60)
+    finally:
+        rig.worker.stop()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert overlaps == []
+    for jid in [*normal, *suspects]:
+        row = rig.store.get(jid)
+        assert row is not None and row.status in ("delivered", "processing")
