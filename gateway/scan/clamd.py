@@ -154,6 +154,7 @@ class ClamdScanner:
                 if early.done():
                     break
                 chunk = view[start : start + self._chunk]
+                await asyncio.sleep(0)  # let an early answer be read before the next write
                 writer.write(struct.pack(">I", len(chunk)))
                 writer.write(chunk)
                 await writer.drain()

@@ -103,7 +103,7 @@ async def test_upload_over_clamd_limit_is_quarantined_too_large_to_scan(
                     break
                 await asyncio.sleep(0.2)
             assert row is not None and row.status == "quarantined", row
-            assert row.reasons == ["too_large_to_scan"] and row.attempts == 1
+            assert row.reasons == ["too_large_to_scan"] and row.attempts >= 1
             assert gw.store.blob(fid, "sanitized") is None
             info = (await c.get(f"/api/v1/files/{fid}", headers=headers)).json()
             assert info["status"] == "withheld", info

@@ -46,4 +46,6 @@ async def test_too_large_to_scan_row(tmp_path: Path, clamd_factory: Any) -> None
     row = await too_large_to_scan(tmp_path, small.unix_address, count=2)
     print(row.as_dict())
     assert row.accepted == 2 and row.quarantined == 2 and row.delivered == 0, row
-    assert "reasons: [('too_large_to_scan',)]" in row.notes and "attempts: [1]" in row.notes
+    assert "reasons: [('too_large_to_scan',)]" in row.notes, row
+    # Usually the first attempt; when clamd's reset beats its answer, a retry (never clean).
+    assert any(n.startswith("attempts: [1") for n in row.notes), row
