@@ -409,3 +409,26 @@ async def test_recovered_job_runs_alone(rig_factory: Callable[..., Rig]) -> None
     for jid in [*normal, *suspects]:
         row = rig.store.get(jid)
         assert row is not None and row.status in ("delivered", "processing")
+
+
+def test_spool_metrics_per_state(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from gateway.api.metrics import _spool_states
+
+    spool = Spool(tmp_path / "spool")
+    old = JobMeta(id=f"{int((time.time() - 120) * 1000):012x}0000000001", kind="mail")
+    spool.put(old, b"x")
+    spool.put(JobMeta(id=new_id(), kind="mail"), b"y")
+    job = spool.claim()
+    assert job is not None and job.id == old.id
+    spool.defer(job, time.time() + 600)
+    spool.put(JobMeta(id=new_id(), kind="mail"), b"z")
+    assert spool.claim() is not None  # one active
+    families = {m.name: m for m in _spool_states(SimpleNamespace(spool=spool))}  # type: ignore[arg-type]
+    jobs = {s.labels["state"]: s.value for s in families["mugai_spool_jobs"].samples}
+    ages = {
+        s.labels["state"]: s.value for s in families["mugai_spool_oldest_job_age_seconds"].samples
+    }
+    assert jobs == {"queue": 1, "active": 1, "deferred": 1}
+    assert 100 < ages["deferred"] < 1000 and ages["queue"] < 60
