@@ -19,8 +19,9 @@ import io
 import logging
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -54,6 +55,7 @@ from gateway.spool import RECOVERIES, Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _report_fields(report: MessageReport) -> dict[str, Any]:
@@ -107,6 +109,11 @@ def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
             used.add(name)
             zf.writestr(name, f.data)
     return buf.getvalue()
+
+
+class SpoolFailure(Exception):
+    """A spool operation inside a job failed (read-only or failing disk): the job is put
+    back, never quarantined as internal_error (that could overwrite a delivered record)."""
 
 
 class StoreFailure(Exception):
@@ -281,7 +288,7 @@ class Worker:
         jid = job.id
         try:
             await self._handle(job)
-            self.health.store_error = ""
+            self.health.store_error = self.health.spool_error = ""
         except asyncio.CancelledError:
             # Shutdown, not a crash: give the job back uncounted (a crash leaves it in
             # active/, and only those count towards a crash loop).
@@ -293,7 +300,7 @@ class Worker:
             # through the file system alone and is tried again after a delay.
             cause = exc.__cause__ or exc
             detail = _describe(cause)
-            if isinstance(cause, OSError):
+            if isinstance(exc, SpoolFailure) or isinstance(cause, OSError):
                 OUTCOME_FAILURES.labels("spool").inc()
                 self.health.spool_error = detail
             else:
@@ -310,7 +317,6 @@ class Worker:
         due = time.time() + self.settings.delivery.store_retry
         try:
             await asyncio.to_thread(self.spool.postpone, job, due)
-            self.health.spool_error = ""
         except OSError as exc:
             # Even the spool failed: the file stays in active/ and the next start's recovery
             # puts it back; /readyz shows the spool as failing meanwhile.
@@ -328,7 +334,7 @@ class Worker:
                 await self._quarantine(job, exc.reason, exc.detail, None)
         except SQLAlchemyError as exc:
             raise StoreFailure(type(exc).__name__) from exc
-        except StoreFailure:
+        except (StoreFailure, SpoolFailure):
             raise
         except Exception as exc:  # noqa: BLE001 - the one catch-all: fail closed, keep the job
             log.exception("job=%s internal error", jid)
@@ -337,14 +343,22 @@ class Worker:
             except SQLAlchemyError as store_exc:
                 raise StoreFailure(type(store_exc).__name__) from store_exc
 
+    async def _spool_op(self, func: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except (OSError, SpoolError) as exc:
+            # SpoolError is Transient: raised inside the retry path it would otherwise reach
+            # the catch-all and quarantine a mail for a full disk.
+            raise SpoolFailure(type(exc).__name__) from exc
+
     async def _outcome(self, job: Job) -> None:
         jid = job.id
-        raw = await asyncio.to_thread(job.read)
+        raw = await self._spool_op(job.read)
         status = await asyncio.to_thread(self.store.record_received, job.meta, raw)
         if status in FINAL_STATUSES:
             # Recovered after a crash that happened after the outcome was recorded.
             log.info("job=%s already %s; spool copy removed", jid, status)
-            await asyncio.to_thread(self.spool.done, job)
+            await self._spool_op(self.spool.done, job)
             return
         recoveries = int(job.meta.extra.get(RECOVERIES, 0))
         if recoveries >= self.settings.delivery.max_recoveries:
@@ -398,7 +412,7 @@ class Worker:
             await asyncio.to_thread(
                 deliver_watch_result, self.settings.watch, job.meta, raw, result.files, summary
             )
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels(status).inc()
         _observe(result.timings)
         log.info("job=%s file %s outputs=%d", job.id, status, len(result.files))
@@ -426,7 +440,7 @@ class Worker:
             # The relay is back: retry what waited now, oldest first, to keep the order of
             # arrival rather than each job's own retry time.
             self._relay_failing = False
-            moved = await asyncio.to_thread(self.spool.expedite)
+            moved = await self._spool_op(self.spool.expedite)
             if moved:
                 log.info("job=%s relay back; %d deferred jobs retried now", job.id, moved)
                 self.wakeup.set()
@@ -447,7 +461,7 @@ class Worker:
         await asyncio.to_thread(
             self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
         )
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels("delivered").inc()
         log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))
 
@@ -469,7 +483,7 @@ class Worker:
         looping_notice = reason == "mail_loop" and _null_sender(job.meta.mail_from)
         if self.settings.notice.withheld_notice and job.meta.kind == "mail" and not looping_notice:
             await self._notify_withheld(job, reason)
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels("quarantined").inc()
         REASONS.labels(reason).inc()
         log.warning("job=%s quarantined reason=%s", job.id, reason)
@@ -503,7 +517,7 @@ class Worker:
         await asyncio.to_thread(
             self.store.mark_deferred, job.id, exc.reason, exc.detail, job.meta.attempts + 1
         )
-        await asyncio.to_thread(self.spool.defer, job, due)
+        await self._spool_op(self.spool.defer, job, due)
         JOBS.labels("deferred").inc()
         REASONS.labels(exc.reason).inc()
         log.info("job=%s deferred reason=%s wait=%.0fs", job.id, exc.reason, wait)

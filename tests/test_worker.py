@@ -432,3 +432,39 @@ def test_spool_metrics_per_state(tmp_path: Path) -> None:
     }
     assert jobs == {"queue": 1, "active": 1, "deferred": 1}
     assert 100 < ages["deferred"] < 1000 and ages["queue"] < 60
+
+
+async def test_spool_failure_after_delivery_keeps_the_delivered_record(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """spool.done failing (read-only disk) after mark_delivered must not become an
+    internal_error quarantine that overwrites the delivered record."""
+    rig = rig_factory()
+    meta = rig.put(mail("done-fails"))
+    real_done = rig.spool.done
+    rig.spool.done = lambda job: (_ for _ in ()).throw(OSError(30, "Read-only file system"))  # type: ignore[method-assign]
+    await rig.worker.handle(rig.claim())
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered"
+    assert "Read-only" in readiness(rig.worker.health, 0, 900)["spool_writes"]
+    rig.spool.done = real_done  # type: ignore[method-assign]
+    await rig.worker.handle(rig.claim())  # recognised as delivered: not sent again
+    assert rig.spool.depth() == 0 and len(rig.sink.messages) == 1
+
+
+async def test_full_spool_on_the_retry_path_is_no_quarantine(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    from gateway.errors import SpoolError
+
+    rig = rig_factory(relay="127.0.0.1:1")
+    meta = rig.put(mail("no-space"))
+
+    def full(job: Job, due: float) -> JobMeta:
+        raise SpoolError("spool write failed: No space left on device")
+
+    rig.spool.defer = full  # type: ignore[method-assign]
+    await rig.worker.handle(rig.claim())
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "deferred", row.status
+    assert rig.spool.locate(meta.id) == "queued"  # postponed by a rename alone
