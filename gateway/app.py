@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gateway.ingress.smtp import start_smtp
 from gateway.ingress.watch import FolderWatcher
+from gateway.loopmark import load_key
 from gateway.pipeline import Pipeline
 from gateway.relay import MaildirRelay, Relay, SmtpRelay
 from gateway.sanitize.base import OfficeConverter
@@ -19,7 +20,7 @@ from gateway.settings import Settings
 from gateway.spool import Spool
 from gateway.store.releases import Policy
 from gateway.store.repository import Store, database_url
-from gateway.worker import Worker
+from gateway.worker import Worker, readiness
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,14 @@ class Gateway:
             settings.clamav.address,
             timeout=settings.clamav.timeout,
             chunk_bytes=settings.clamav.chunk_bytes,
+            max_stream_bytes=settings.clamav.max_stream_bytes,
         )
         self.relay = make_relay(settings)
         self._own_office = office is None
         self.office = office
         self.wakeup = asyncio.Event()
         self.pipeline = Pipeline(settings, self.scanner, office)
+        self.pipeline.loop_key = load_key(settings)
         self.worker = Worker(
             settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup
         )
@@ -89,6 +92,15 @@ class Gateway:
         self._worker_task: asyncio.Task[None] | None = None
         self.watcher: FolderWatcher | None = None
         self._watch_task: asyncio.Task[None] | None = None
+
+    async def worker_problems(self) -> dict[str, str]:
+        """For /readyz: which of workers / progress / store writes / spool is failing."""
+        if self._worker_task is None:
+            return {"workers": "not started"}
+        if self._worker_task.done():
+            return {"workers": "worker supervisor ended"}
+        ready = await asyncio.to_thread(self.spool.ready)
+        return readiness(self.worker.health, ready, self.settings.delivery.stall_after)
 
     @property
     def smtp_address(self) -> tuple[str, int]:

@@ -172,3 +172,17 @@ class NothingToDeliver(UnlockError):
     """Decrypted, but the sanitizers let nothing through."""
 
     reason = "nothing_to_deliver"
+
+
+# --- issue 13: poison mail and scan size limits ---
+class CrashLoop(Permanent):
+    """The process died every time this job was being handled: never given to a worker again."""
+
+    reason = "crash_loop"
+
+
+class TooLargeToScan(Permanent):
+    """clamd refused the stream as over its size limit: retrying cannot help, and an unscanned
+    file is never passed on."""
+
+    reason = "too_large_to_scan"

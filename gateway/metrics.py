@@ -15,3 +15,17 @@ STAGE_SECONDS = Histogram(
 CLAMD_ERRORS = Counter("mugai_clamd_errors_total", "Scans that failed (clamd unavailable)")
 RELAY_ERRORS = Counter("mugai_relay_errors_total", "Relay deliveries that failed", ["kind"])
 SMTP_REPLIES = Counter("mugai_smtp_data_replies_total", "Replies to DATA by code", ["code"])
+
+# --- issue 13: supervision and total outcome handling ---
+WORKER_RESTARTS = Counter("mugai_worker_restarts_total", "Worker slots restarted after dying")
+OUTCOME_FAILURES = Counter(
+    "mugai_outcome_record_failures_total",
+    "Jobs whose outcome could not be recorded and went back to the spool",
+    ["kind"],
+)
+CRASH_LOOPS = Counter(
+    "mugai_crash_loops_total", "Jobs quarantined because the process died while handling them"
+)
+SMTP_LIMITED = Counter(
+    "mugai_smtp_limited_total", "SMTP sessions refused or ended by a fairness limit", ["limit"]
+)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -16,6 +17,7 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
+from gateway.loopmark import earlier_hop, token, verified_ids
 from gateway.mime.body import compose_body
 from gateway.mime.headers_block import summarize
 from gateway.mime.notice import render_notice
@@ -94,8 +96,10 @@ def sanitize_message(
     meta: JobMeta,
     settings: Settings,
     office: OfficeConverter | None,
+    loop_key: bytes = b"",
 ) -> SanitizedMessage:
-    """Parse and rebuild one message. Raises ``Permanent`` for whole-message refusals."""
+    """Parse and rebuild one message. Raises ``Permanent`` for whole-message refusals.
+    Without ``loop_key`` (offline use) no loop token is written or checked."""
     started = time.monotonic()
     limits = settings.sanitize
     if len(raw) > settings.smtp.max_message_bytes:
@@ -106,8 +110,9 @@ def sanitize_message(
         max_depth=limits.max_depth,
         max_header_bytes=limits.max_header_bytes,
     )
-    marker = f"by {settings.smtp.hostname} (mugai)"
-    if sum(1 for r in parsed.received_by if marker in r) >= MAX_HOPS_THROUGH_US:
+    # Only hops carrying this instance's token count (issue 13): forged lines never do.
+    hops = verified_ids(parsed.received_by, loop_key, settings.smtp.hostname)
+    if len(hops) >= MAX_HOPS_THROUGH_US:
         raise MailLoop(f"already passed through {settings.smtp.hostname}")
     parse_done = time.monotonic()
 
@@ -164,6 +169,7 @@ def sanitize_message(
         hostname=settings.smtp.hostname,
         mugai_id=meta.id,
         rcpt=meta.rcpt_tos[0] if len(meta.rcpt_tos) == 1 else "",
+        loop_token=token(loop_key, settings.smtp.hostname, meta.id) if loop_key else "",
     )
     data = build_message(
         headers=parsed.headers,
@@ -173,6 +179,7 @@ def sanitize_message(
         mugai_id=meta.id,
         tokens=tokens,
         received=received,
+        earlier=[earlier_hop(loop_key, settings.smtp.hostname, h) for h in hops],
     )
     done = time.monotonic()
     message_report = MessageReport(
@@ -193,6 +200,8 @@ class Pipeline:
         self.settings = settings
         self.scanner = scanner
         self.office = office
+        # Random per process unless the Gateway sets the instance's key (loopmark.load_key).
+        self.loop_key = secrets.token_bytes(32)
         # Sanitizing can block a thread for minutes (LibreOffice, big PDFs): its own pool, so
         # it never starves the threads that do the SMTP intake's spool writes.
         self.executor = ThreadPoolExecutor(
@@ -215,7 +224,9 @@ class Pipeline:
             report = _withheld_report(raw, header_cap, scan)
             return Quarantine("virus_found", scan.signature, report)
         try:
-            result = await self._in_pool(sanitize_message, raw, meta, self.settings, self.office)
+            result = await self._in_pool(
+                sanitize_message, raw, meta, self.settings, self.office, self.loop_key
+            )
         except Permanent as exc:
             report = _withheld_report(raw, header_cap, scan)
             return Quarantine(exc.reason, exc.detail, report)

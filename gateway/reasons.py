@@ -64,6 +64,9 @@ class Reason(enum.StrEnum):
     UNLOCK_IN_PROGRESS = "unlock_in_progress"
     PART_NOT_ENCRYPTED = "part_not_encrypted"
     NOTHING_TO_DELIVER = "nothing_to_deliver"
+    # robustness (issue 13)
+    CRASH_LOOP = "crash_loop"
+    TOO_LARGE_TO_SCAN = "too_large_to_scan"
 
 
 # Codes whose original must never cross to the LGWAN side by default (release policy).
@@ -115,6 +118,8 @@ LABELS_JA: dict[Reason, str] = {
     Reason.UNLOCK_IN_PROGRESS: "同じメールの解除を処理中",
     Reason.PART_NOT_ENCRYPTED: "暗号化されたパートではありません",
     Reason.NOTHING_TO_DELIVER: "解除後の内容に配送できるものがありません",
+    Reason.CRASH_LOOP: "処理中にゲートウェイが繰り返し停止したため保留",
+    Reason.TOO_LARGE_TO_SCAN: "ウイルス検査の上限サイズを超過",
 }
 
 LABELS_EN: dict[Reason, str] = {
@@ -163,6 +168,8 @@ LABELS_EN: dict[Reason, str] = {
     Reason.UNLOCK_IN_PROGRESS: "an unlock of this message is in progress",
     Reason.PART_NOT_ENCRYPTED: "the part is not encrypted",
     Reason.NOTHING_TO_DELIVER: "nothing deliverable after unlocking",
+    Reason.CRASH_LOOP: "the gateway stopped repeatedly while handling it",
+    Reason.TOO_LARGE_TO_SCAN: "over the virus scanner's size limit",
 }
 
 

@@ -87,6 +87,16 @@ class SmtpSettings(_Section):
     max_line_bytes: int = Field(65_536, ge=1001)
     command_timeout: Duration = 300.0
     max_connections: int = Field(200, gt=0)
+    # Fairness (issue 13): one client address may hold this many connections, send this many
+    # commands per session and stay this long; over it, 421 4.7.0 to that client only.
+    # Postfix opens at most 20 parallel connections to one destination and reuses one for
+    # at most 300 s by default, far below these.
+    # Secret of the loop token in our Received lines (empty ⇒ a random <data_dir>/loop.key);
+    # set the same value on every node so a loop through several nodes counts.
+    loop_key: SecretStr = SecretStr("")
+    max_connections_per_client: int = Field(50, gt=0)
+    max_commands: int = Field(20_000, gt=0)
+    max_session_duration: Duration = 3600.0
     # Accept no new mail (451) while this many jobs wait in the spool.
     max_backlog: int = Field(10_000, gt=0)
 
@@ -108,6 +118,12 @@ class DeliverySettings(_Section):
     tls_ca_file: Path | None = None
     # Jobs processed concurrently; mostly waiting on clamd, the database and the relay.
     workers: int = Field(8, gt=0)
+    # When the store cannot record a job's outcome, the job waits this long in the spool.
+    store_retry: Duration = 30.0
+    # A job claimed this many times when the process died is quarantined as crash_loop.
+    max_recoveries: int = Field(3, gt=0)
+    # /readyz reports the workers stalled when jobs wait and none finished for this long.
+    stall_after: Duration = 900.0
 
     @field_validator("relay")
     @classmethod
@@ -126,6 +142,10 @@ class ClamavSettings(_Section):
     address: HostPort = "127.0.0.1:3310"
     timeout: Duration = 60.0
     chunk_bytes: int = Field(65_536, gt=0)
+    # The clamd StreamMaxLength the operator runs (the shipped config/clamd.conf: 100M). No
+    # message or file limit may exceed it (start-up and check-config refuse): clamd would
+    # refuse such a stream, and it would be quarantined as too_large_to_scan.
+    max_stream_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
 
 class StorageSettings(_Section):
@@ -216,6 +236,8 @@ class WatchSettings(_Section):
     outbox: Path | None = None
     failed: Path | None = None
     interval: Duration = 2.0
+    # Largest file taken from the inbox (larger ones go to failed/).
+    max_file_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
     @model_validator(mode="after")
     def _separate(self) -> WatchSettings:
@@ -287,6 +309,23 @@ class Settings(BaseSettings):
     unlock: UnlockSettings = UnlockSettings()
     release: ReleaseSettings = ReleaseSettings()
     audit: AuditSettings = AuditSettings()
+
+    @model_validator(mode="after")
+    def _limits_agree(self) -> Settings:
+        # Issue 13: a stream clamd refuses can never be scanned; refuse the configuration
+        # rather than quarantine every such mail or file as too_large_to_scan.
+        stream = self.clamav.max_stream_bytes
+        for key, value in (
+            ("smtp.max_message_bytes", self.smtp.max_message_bytes),
+            ("files.max_bytes", self.files.max_bytes),
+            ("watch.max_file_bytes", self.watch.max_file_bytes),
+        ):
+            if value > stream:
+                raise ValueError(
+                    f"{key} ({value}) exceeds clamav.max_stream_bytes ({stream}): raise clamd's "
+                    "StreamMaxLength and clamav.max_stream_bytes, or lower the limit"
+                )
+        return self
 
     @classmethod
     def settings_customise_sources(

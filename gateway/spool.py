@@ -27,6 +27,8 @@ from typing import Any
 from gateway.errors import SpoolError
 
 _SUFFIX = ".job"
+# JobMeta.extra key: how often the process died while this job was claimed (issue 13).
+RECOVERIES = "recoveries"
 
 
 def new_id() -> str:
@@ -222,6 +224,13 @@ class Spool:
             _fsync_dir(self.deferred)
         return moved
 
+    def postpone(self, job: Job, due: float) -> None:
+        """Put a claimed job back for later with a rename alone: it needs no free space and
+        no database, so it works when recording the outcome did not (issue 13)."""
+        os.rename(job.path, self.deferred / f"{int(due)}_{job.id}{_SUFFIX}")
+        _fsync_dir(self.deferred)
+        _fsync_dir(self.active)
+
     def release(self, job: Job) -> None:
         """Give a claimed job back unchanged (e.g. on shutdown)."""
         os.rename(job.path, self.queue / job.path.name)
@@ -229,10 +238,13 @@ class Spool:
 
     # -- boot and stats ---------------------------------------------------------
     def recover(self) -> int:
-        """After a crash: claimed jobs go back to the queue; stale tmp files go away."""
+        """After a crash: claimed jobs go back to the queue, each with its recovery count
+        raised (a job that kills the process every time must end as ``crash_loop``, not take
+        the gateway down forever); stale tmp files go away."""
         moved = 0
         for entry in os.scandir(self.active):
             if entry.name.endswith(_SUFFIX):
+                self._count_recovery(Path(entry.path))
                 os.rename(entry.path, self.queue / entry.name)
                 moved += 1
         for entry in os.scandir(self.tmp):
@@ -240,6 +252,20 @@ class Spool:
             os.unlink(entry.path)
         _fsync_dir(self.queue)
         return moved
+
+    def _count_recovery(self, path: Path) -> None:
+        try:
+            with open(path, "rb") as fh:
+                meta = JobMeta.from_json(fh.readline())
+                data = fh.read()
+        except (OSError, ValueError, KeyError):
+            return  # a corrupt header: claim() moves it aside
+        extra = {**meta.extra, RECOVERIES: int(meta.extra.get(RECOVERIES, 0)) + 1}
+        try:
+            self._write_durable(replace(meta, extra=extra), data, path)
+        except SpoolError:
+            # No space to count: requeue uncounted rather than not at all (never lose mail).
+            pass
 
     def locate(self, job_id: str) -> str | None:
         """``queued`` or ``processing`` while the job is in this spool, else None."""
@@ -252,6 +278,33 @@ class Spool:
         if any(e.name.endswith(f"_{job_id}{_SUFFIX}") for e in os.scandir(self.deferred)):
             return "queued"
         return None
+
+    def stats(self, now: float | None = None) -> dict[str, tuple[int, float]]:
+        """Per state (queue, active, deferred): (jobs, age in seconds of the oldest one),
+        from the time-ordered ids alone (no file is opened)."""
+        now = time.time() if now is None else now
+        result: dict[str, tuple[int, float]] = {}
+        for name, d in (
+            ("queue", self.queue),
+            ("active", self.active),
+            ("deferred", self.deferred),
+        ):
+            count, oldest = 0, now
+            for entry in os.scandir(d):
+                if not entry.name.endswith(_SUFFIX):
+                    continue
+                count += 1
+                job_id = entry.name[: -len(_SUFFIX)].rpartition("_")[2]
+                try:
+                    oldest = min(oldest, int(job_id[:12], 16) / 1000)
+                except ValueError:
+                    continue
+            result[name] = (count, max(0.0, now - oldest) if count else 0.0)
+        return result
+
+    def ready(self, now: float | None = None) -> int:
+        """Jobs a worker could claim now (queued, or deferred and due)."""
+        return len(self._candidates(time.time() if now is None else now))
 
     def depth(self) -> int:
         total = 0

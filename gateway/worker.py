@@ -3,19 +3,30 @@
 Every claimed job ends in exactly one of: delivered, retry scheduled,
 quarantined. One catch-all turns any unexpected exception into quarantine
 with reason ``internal_error``; nothing is ever dropped.
+
+Handling is total (issue 13): the whole of a job, recording its retry or quarantine
+included, runs under one guard. When the store cannot record an outcome (disk full, a
+locked database, PostgreSQL gone), the job goes back to the spool with a delay through the
+file system alone and the failure is counted and shown by ``/readyz``; no exception ends a
+worker slot, and a slot that dies anyway is restarted with back-off by its supervisor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
 import zipfile
-from dataclasses import replace
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from gateway.errors import (
+    CrashLoop,
     Permanent,
     RelayRejected,
     RelayTemporary,
@@ -24,17 +35,27 @@ from gateway.errors import (
     Transient,
 )
 from gateway.ingress.watch import deliver_watch_result
-from gateway.metrics import CLAMD_ERRORS, JOBS, REASONS, RELAY_ERRORS, STAGE_SECONDS
+from gateway.metrics import (
+    CLAMD_ERRORS,
+    CRASH_LOOPS,
+    JOBS,
+    OUTCOME_FAILURES,
+    REASONS,
+    RELAY_ERRORS,
+    STAGE_SECONDS,
+    WORKER_RESTARTS,
+)
 from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
 from gateway.model import CleanFile
 from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
 from gateway.relay import Relay
 from gateway.settings import Settings
-from gateway.spool import Job, Spool
+from gateway.spool import RECOVERIES, Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _report_fields(report: MessageReport) -> dict[str, Any]:
@@ -55,6 +76,23 @@ def _observe(timings: dict[str, float]) -> None:
         STAGE_SECONDS.labels(stage).observe(seconds)
 
 
+def _describe(exc: BaseException) -> str:
+    """For logs and /readyz: the driver's first line for store errors (SQLAlchemy's later
+    lines carry the statement's parameters, i.e. message bytes), else the type alone."""
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None) or exc
+        lines = str(orig).splitlines()
+        first = lines[0][:200] if lines else ""
+        return f"{type(orig).__name__}: {first}" if first else type(orig).__name__
+    if isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc.strerror or ''}".rstrip(": ")
+    return type(exc).__name__
+
+
+def _null_sender(mail_from: str) -> bool:
+    return mail_from.strip() in ("", "<>")
+
+
 def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
     """One file as is; several (an unpacked archive) as a zip with unique UTF-8 names."""
     if len(files) == 1:
@@ -71,6 +109,47 @@ def bundle_files(files: tuple[CleanFile, ...]) -> bytes:
             used.add(name)
             zf.writestr(name, f.data)
     return buf.getvalue()
+
+
+class SpoolFailure(Exception):
+    """A spool operation inside a job failed (read-only or failing disk): the job is put
+    back, never quarantined as internal_error (that could overwrite a delivered record)."""
+
+
+class StoreFailure(Exception):
+    """The store could not record a job's progress or outcome: the job goes back to the spool
+    as it is (a database error must never turn into a quarantine or a lost mail)."""
+
+
+@dataclass
+class Health:
+    """What ``/readyz`` needs to know about the workers (read on the event loop)."""
+
+    slots: int = 0
+    alive: int = 0
+    restarts: int = 0
+    last_progress: float = field(default_factory=time.monotonic)
+    store_error: str = ""  # last store failure, empty once a job went through again
+    store_failures: int = 0
+    spool_error: str = ""
+
+    def progress(self) -> None:
+        self.last_progress = time.monotonic()
+
+
+def readiness(health: Health, ready_jobs: int, stall_after: float) -> dict[str, str]:
+    """Problems that make the gateway not ready, by check name (empty ⇒ ready)."""
+    problems: dict[str, str] = {}
+    if health.alive < health.slots:
+        problems["workers"] = f"{health.slots - health.alive} of {health.slots} worker slots dead"
+    idle_for = time.monotonic() - health.last_progress
+    if ready_jobs and idle_for > stall_after:
+        problems["progress"] = f"{ready_jobs} jobs waiting, none finished for {idle_for:.0f}s"
+    if health.store_error:
+        problems["store_writes"] = f"outcomes not recorded: {health.store_error}"
+    if health.spool_error:
+        problems["spool_writes"] = f"spool failing: {health.spool_error}"
+    return problems
 
 
 class Worker:
@@ -92,10 +171,24 @@ class Worker:
         self._stopping = False
         self.processed = 0
         self._relay_failing = False
+        self.health = Health()
+        # Suspects of a crash loop run alone (see _handle_alone).
+        self._busy = 0
+        self._quiet = asyncio.Condition()
+        self._solo = asyncio.Event()
+        self._solo.set()
+        self._alone = asyncio.Lock()
+        self.restart_backoff = 1.0
+        self.max_restart_backoff = 60.0
 
     # -- loop ---------------------------------------------------------------------
     async def run(self, concurrency: int) -> None:
-        tasks = [asyncio.create_task(self._loop(i)) for i in range(concurrency)]
+        """Run ``concurrency`` supervised slots until stopped (structured so that the
+        throughput issue can run the same slots in several processes)."""
+        self.health.slots = concurrency
+        tasks = [
+            asyncio.create_task(self._supervise(i), name=f"worker-{i}") for i in range(concurrency)
+        ]
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -106,20 +199,82 @@ class Worker:
         self._stopping = True
         self.wakeup.set()
 
+    async def _supervise(self, slot: int) -> None:
+        """Restart a slot that died, with exponential back-off (a bug that kills every job
+        must not spin the CPU); the back-off resets after a slot ran well for a while."""
+        backoff = self.restart_backoff
+        while not self._stopping:
+            started = time.monotonic()
+            self.health.alive += 1
+            try:
+                await self._loop(slot)
+                return
+            except asyncio.CancelledError:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - supervision: log, count, restart
+                log.error("job=- worker slot %d died (%s); restarting", slot, type(exc).__name__)
+                log.debug("job=- worker slot %d traceback", slot, exc_info=True)
+            finally:
+                self.health.alive -= 1
+            self.health.restarts += 1
+            WORKER_RESTARTS.inc()
+            if time.monotonic() - started > 60 * backoff:
+                backoff = self.restart_backoff
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self.max_restart_backoff)
+
     async def _loop(self, slot: int) -> None:
         while not self._stopping:
+            await self._solo.wait()
             try:
                 job = await asyncio.to_thread(self.spool.claim)
-            except SpoolError as exc:
-                log.error("job=- claim failed: %s", exc.detail)
+                self.health.spool_error = ""
+            except (SpoolError, OSError) as exc:
+                detail = exc.detail if isinstance(exc, SpoolError) else type(exc).__name__
+                log.error("job=- claim failed: %s", detail)
+                self.health.spool_error = detail
                 job = None
             if job is None:
+                self.health.progress()  # idle is progress: nothing is waiting on this slot
                 await self._sleep()
                 continue
-            await self.handle(job)
+            if job.meta.extra.get(RECOVERIES):
+                await self._handle_alone(job)
+                continue
+            self._busy += 1
+            try:
+                await self.handle(job)
+            finally:
+                self._busy -= 1
+                async with self._quiet:
+                    self._quiet.notify_all()
+
+    async def _handle_alone(self, job: Job) -> None:
+        """A job that was claimed when the process died runs with no other job beside it, so
+        that a further crash is charged to it alone: the innocent mails claimed alongside a
+        poison mail must not end as crash_loop with it."""
+        try:
+            async with self._alone:
+                self._solo.clear()  # other slots claim nothing new meanwhile
+                try:
+                    async with self._quiet:
+                        await self._quiet.wait_for(lambda: self._busy == 0)
+                    await self.handle(job)
+                finally:
+                    self._solo.set()
+        except asyncio.CancelledError:
+            # Shut down while waiting its turn: back to the queue uncounted (handle() does
+            # the same once it runs).
+            if job.path.exists():
+                with contextlib.suppress(OSError):
+                    await asyncio.shield(asyncio.to_thread(self.spool.release, job))
+            raise
 
     async def _sleep(self) -> None:
-        due = await asyncio.to_thread(self.spool.next_due)
+        try:
+            due = await asyncio.to_thread(self.spool.next_due)
+        except OSError:
+            due = None
         timeout = 5.0 if due is None else max(0.05, min(5.0, due - time.time()))
         self.wakeup.clear()
         try:
@@ -129,37 +284,100 @@ class Worker:
 
     # -- one job -----------------------------------------------------------------
     async def handle(self, job: Job) -> None:
+        """Handle one claimed job; never raises (the guard that makes outcomes total)."""
         jid = job.id
         try:
-            raw = await asyncio.to_thread(job.read)
-            status = await asyncio.to_thread(self.store.record_received, job.meta, raw)
-            if status in FINAL_STATUSES:
-                # Recovered after a crash that happened after the outcome was recorded.
-                log.info("job=%s already %s; spool copy removed", jid, status)
-                await asyncio.to_thread(self.spool.done, job)
-                return
-            if job.meta.kind == "file":
-                await self._handle_file(job, raw)
-                return
-            outcome = await self.pipeline.process(job.meta, raw)
-            if isinstance(outcome, Quarantine):
-                await self._quarantine(job, outcome.reason, outcome.detail, outcome.report)
-                return
-            await self._deliver(job, outcome)
-        except Transient as exc:
-            await self._retry(job, exc)
-        except Permanent as exc:
-            await self._quarantine(job, exc.reason, exc.detail, None)
+            await self._handle(job)
+            self.health.store_error = self.health.spool_error = ""
+        except asyncio.CancelledError:
+            # Shutdown, not a crash: give the job back uncounted (a crash leaves it in
+            # active/, and only those count towards a crash loop).
+            with contextlib.suppress(OSError):
+                await asyncio.shield(asyncio.to_thread(self.spool.release, job))
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the guard: nothing may end a slot
+            # Recording the outcome failed (the store, or the spool itself): the job goes back
+            # through the file system alone and is tried again after a delay.
+            cause = exc.__cause__ or exc
+            detail = _describe(cause)
+            if isinstance(exc, SpoolFailure) or isinstance(cause, OSError):
+                OUTCOME_FAILURES.labels("spool").inc()
+                self.health.spool_error = detail
+            else:
+                OUTCOME_FAILURES.labels("store" if isinstance(exc, StoreFailure) else "other").inc()
+                self.health.store_failures += 1
+                self.health.store_error = detail
+            log.error("job=%s outcome not recorded (%s); put back", jid, detail)
+            await self._put_back(job)
+        finally:
+            self.processed += 1
+            self.health.progress()
+
+    async def _put_back(self, job: Job) -> None:
+        due = time.time() + self.settings.delivery.store_retry
+        try:
+            await asyncio.to_thread(self.spool.postpone, job, due)
+        except OSError as exc:
+            # Even the spool failed: the file stays in active/ and the next start's recovery
+            # puts it back; /readyz shows the spool as failing meanwhile.
+            self.health.spool_error = _describe(exc)
+            log.error("job=%s could not be put back: %s", job.id, self.health.spool_error)
+
+    async def _handle(self, job: Job) -> None:
+        jid = job.id
+        try:
+            try:
+                await self._outcome(job)
+            except Transient as exc:
+                await self._retry(job, exc)
+            except Permanent as exc:
+                await self._quarantine(job, exc.reason, exc.detail, None)
+        except SQLAlchemyError as exc:
+            raise StoreFailure(type(exc).__name__) from exc
+        except (StoreFailure, SpoolFailure):
+            raise
         except Exception as exc:  # noqa: BLE001 - the one catch-all: fail closed, keep the job
             log.exception("job=%s internal error", jid)
             try:
                 await self._quarantine(job, "internal_error", type(exc).__name__, None)
-            except Exception:  # noqa: BLE001
-                # Even the store failed: keep the job in the spool and try again later.
-                log.exception("job=%s could not quarantine; deferring", jid)
-                await asyncio.to_thread(self.spool.defer, job, time.time() + 60)
-        finally:
-            self.processed += 1
+            except SQLAlchemyError as store_exc:
+                raise StoreFailure(type(store_exc).__name__) from store_exc
+
+    async def _spool_op(self, func: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except (OSError, SpoolError) as exc:
+            # SpoolError is Transient: raised inside the retry path it would otherwise reach
+            # the catch-all and quarantine a mail for a full disk.
+            raise SpoolFailure(type(exc).__name__) from exc
+
+    async def _outcome(self, job: Job) -> None:
+        jid = job.id
+        raw = await self._spool_op(job.read)
+        status = await asyncio.to_thread(self.store.record_received, job.meta, raw)
+        if status in FINAL_STATUSES:
+            # Recovered after a crash that happened after the outcome was recorded.
+            log.info("job=%s already %s; spool copy removed", jid, status)
+            await self._spool_op(self.spool.done, job)
+            return
+        recoveries = int(job.meta.extra.get(RECOVERIES, 0))
+        if recoveries >= self.settings.delivery.max_recoveries:
+            # It was being handled each time the process died: never give it to the
+            # pipeline again. The original is kept in quarantine for the operators.
+            CRASH_LOOPS.inc()
+            log.error("job=%s crash loop: claimed when the process died %d times", jid, recoveries)
+            await self._quarantine(
+                job, CrashLoop.reason, f"{recoveries} restarts while being handled", None
+            )
+            return
+        if job.meta.kind == "file":
+            await self._handle_file(job, raw)
+            return
+        outcome = await self.pipeline.process(job.meta, raw)
+        if isinstance(outcome, Quarantine):
+            await self._quarantine(job, outcome.reason, outcome.detail, outcome.report)
+            return
+        await self._deliver(job, outcome)
 
     async def _handle_file(self, job: Job, raw: bytes) -> None:
         result = await self.pipeline.process_file(job.meta, raw)
@@ -194,7 +412,7 @@ class Worker:
             await asyncio.to_thread(
                 deliver_watch_result, self.settings.watch, job.meta, raw, result.files, summary
             )
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels(status).inc()
         _observe(result.timings)
         log.info("job=%s file %s outputs=%d", job.id, status, len(result.files))
@@ -207,7 +425,9 @@ class Worker:
         meta = job.meta
         started = time.monotonic()
         try:
-            result = await self.relay.send(meta.mail_from, meta.rcpt_tos, outcome.data)
+            # A bounce or notice (null sender) stays one: "<>" is no mailbox for the client.
+            sender = "" if _null_sender(meta.mail_from) else meta.mail_from
+            result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
         except (RelayTemporary, RelayRejected) as exc:
             kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
             RELAY_ERRORS.labels(kind).inc()
@@ -220,7 +440,7 @@ class Worker:
             # The relay is back: retry what waited now, oldest first, to keep the order of
             # arrival rather than each job's own retry time.
             self._relay_failing = False
-            moved = await asyncio.to_thread(self.spool.expedite)
+            moved = await self._spool_op(self.spool.expedite)
             if moved:
                 log.info("job=%s relay back; %d deferred jobs retried now", job.id, moved)
                 self.wakeup.set()
@@ -241,7 +461,7 @@ class Worker:
         await asyncio.to_thread(
             self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
         )
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels("delivered").inc()
         log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))
 
@@ -262,9 +482,12 @@ class Worker:
             report.scan if report else None,
             values,  # one transaction: a quarantined record is never without its headers
         )
-        if self.settings.notice.withheld_notice and job.meta.kind == "mail":
+        # No notice for a looping notice or bounce (null sender): the way to the recipients
+        # leads back here, so each quarantine of a looping notice would send another, forever.
+        looping_notice = reason == "mail_loop" and _null_sender(job.meta.mail_from)
+        if self.settings.notice.withheld_notice and job.meta.kind == "mail" and not looping_notice:
             await self._notify_withheld(job, reason, report)
-        await asyncio.to_thread(self.spool.done, job)
+        await self._spool_op(self.spool.done, job)
         JOBS.labels("quarantined").inc()
         REASONS.labels(reason).inc()
         log.warning("job=%s quarantined reason=%s", job.id, reason)
@@ -302,7 +525,7 @@ class Worker:
         await asyncio.to_thread(
             self.store.mark_deferred, job.id, exc.reason, exc.detail, job.meta.attempts + 1
         )
-        await asyncio.to_thread(self.spool.defer, job, due)
+        await self._spool_op(self.spool.defer, job, due)
         JOBS.labels("deferred").inc()
         REASONS.labels(exc.reason).inc()
         log.info("job=%s deferred reason=%s wait=%.0fs", job.id, exc.reason, wait)

@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 
 from tests.plugins.clamd import start_clamd  # noqa: E402
 from tests.reliability import scenarios as sc  # noqa: E402
+from tests.reliability import stall  # noqa: E402
 
 FUZZ_RESULTS = REPO / "bench" / "fuzz" / "results.json"
 
@@ -165,6 +166,14 @@ async def run_all(scale: float, only: set[str] | None) -> list[sc.Row]:
 
     work = Path(tempfile.mkdtemp(prefix="mugai-reliability-"))
     clamd = start_clamd(work / "clamd-daemon")
+    extra: list[Any] = []
+
+    def small_clamd() -> Any:
+        # A clamd whose StreamMaxLength is below what mugai is told (too_large_to_scan).
+        limits: dict[str, str | None] = {"StreamMaxLength": "256K", "MaxFileSize": "256K"}
+        small = start_clamd(work / "clamd-small", tcp=False, overrides=limits)
+        extra.append(small)
+        return small
     plan: list[tuple[str, Callable[[Path], Awaitable[sc.Row | None]]]] = [
         ("crash", lambda w: sc.crash_burst(w, clamd.unix_address, total=n(1000), kills=3)),
         ("outage", lambda w: sc.relay_outage(w, clamd.unix_address, count=n(90))),
@@ -181,6 +190,15 @@ async def run_all(scale: float, only: set[str] | None) -> list[sc.Row]:
                                               backlog=n(20))),
         ("disk", lambda w: sc.disk_full(w, clamd.unix_address, count=n(40))),
         ("loop", lambda w: sc.mail_loop(w, clamd.unix_address, count=n(20))),
+        # issue 13: a gateway that cannot be stalled
+        ("store-sqlite", lambda w: stall.store_outage(w, clamd.unix_address, backend="sqlite",
+                                                      count=n(20))),
+        ("store-postgresql", lambda w: stall.store_outage(w, clamd.unix_address,
+                                                          backend="postgresql", count=n(20))),
+        ("poison", lambda w: stall.crash_loop(w, clamd.unix_address, innocent=n(6))),
+        ("fairness", lambda w: stall.fairness(w, clamd.unix_address, count=n(20))),
+        ("too-large", lambda w: stall.too_large_to_scan(w, small_clamd().unix_address,
+                                                        count=n(5))),
     ]  # fmt: skip
     rows: list[sc.Row] = []
     try:
@@ -198,6 +216,8 @@ async def run_all(scale: float, only: set[str] | None) -> list[sc.Row]:
             rows.append(row)
     finally:
         clamd.stop()
+        for other in extra:
+            other.stop()
     return rows
 
 

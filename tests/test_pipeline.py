@@ -113,8 +113,7 @@ def test_too_many_parts_is_quarantined(settings: Settings) -> None:
     parts = b"".join(b"--B\r\nContent-Type: text/plain\r\n\r\npart\r\n" for _ in range(300))
     raw = (
         b"From: a@example.com\r\nMIME-Version: 1.0\r\n"
-        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + parts
-        + b"--B--\r\n"
+        b"Content-Type: multipart/mixed; boundary=B\r\n\r\n" + parts + b"--B--\r\n"
     )
     with pytest.raises(TooManyParts):
         sanitize_message(raw, meta(), settings, None)
@@ -218,9 +217,22 @@ def test_display_name_with_comma_stays_one_address(settings: Settings) -> None:
 
 def test_mail_loop_is_quarantined(settings: Settings) -> None:
     from gateway.errors import MailLoop
+    from gateway.loopmark import token
 
-    hop = b"Received: from x ([192.0.2.1]) by mugai.example.lg.jp (mugai) with ESMTP id 1; date\r\n"
-    raw = hop * 3 + b"From: a@example.com\r\nSubject: loop\r\n\r\nbody\r\n"
+    key = b"k" * 32
+
+    def hop(n: int) -> bytes:
+        jid = f"{n:022x}"
+        mac = token(key, "mugai.example.lg.jp", jid)
+        return (f"Received: from x ([192.0.2.1]) by mugai.example.lg.jp (mugai) with ESMTP "
+                f"id {jid} (loop {mac}); date\r\n").encode()  # fmt: skip
+
+    raw = hop(1) + hop(2) + hop(3) + b"From: a@example.com\r\nSubject: loop\r\n\r\nbody\r\n"
     with pytest.raises(MailLoop):
-        sanitize_message(raw, meta(), settings, None)
-    run(hop * 2 + b"From: a@example.com\r\nSubject: ok\r\n\r\nbody\r\n", settings)
+        sanitize_message(raw, meta(), settings, None, key)
+    ok = hop(1) + hop(2) + b"From: a@example.com\r\nSubject: ok\r\n\r\nbody\r\n"
+    sanitize_message(ok, meta(), settings, None, key)
+    # Forged hops (no token, or another key's) never count (issue 13; tests/reliability/).
+    forged = b"Received: from x ([192.0.2.1]) by mugai.example.lg.jp (mugai) with ESMTP id 1; d\r\n"
+    sanitize_message(forged * 3 + ok, meta(), settings, None, key)
+    sanitize_message(raw, meta(), settings, None, b"other-key" * 4)

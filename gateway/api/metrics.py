@@ -41,6 +41,25 @@ class StoreCollector(Collector):
         except OSError:
             spool.add_metric([], float("nan"))
         yield spool
+        yield from _spool_states(self.gateway)
+
+
+def _spool_states(gateway: GatewayPorts) -> Iterator[Metric]:
+    """Issue 13: spool depth per state and the age of the oldest job (a stalled worker shows
+    as a growing age even while the depth looks normal)."""
+    jobs = GaugeMetricFamily("mugai_spool_jobs", "Jobs in this node's spool", labels=["state"])
+    age = GaugeMetricFamily(
+        "mugai_spool_oldest_job_age_seconds", "Age of the oldest job per state", labels=["state"]
+    )
+    try:
+        stats = gateway.spool.stats()
+    except OSError:
+        stats = {}
+    for state, (count, oldest) in stats.items():
+        jobs.add_metric([state], count)
+        age.add_metric([state], oldest)
+    yield jobs
+    yield age
 
 
 def make_registry(gateway: GatewayPorts) -> CollectorRegistry:

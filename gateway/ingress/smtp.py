@@ -12,13 +12,14 @@ import logging
 import re
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from gateway.errors import SpoolError
-from gateway.metrics import SMTP_REPLIES
+from gateway.metrics import SMTP_LIMITED, SMTP_REPLIES
 from gateway.settings import Settings, split_hostport
 from gateway.spool import JobMeta, Spool, new_id
 
@@ -37,11 +38,57 @@ _REWRITES = (
 
 
 class GatewaySMTP(SMTP):
-    """aiosmtpd's SMTP with our reply codes and a connection cap."""
+    """aiosmtpd's SMTP with our reply codes and fairness limits (issue 13): connections in
+    total and per client address, commands per session and session duration. Over a limit
+    that one client gets ``421 4.7.0`` and is disconnected; nobody else is affected."""
 
     line_length_limit = 65_536  # replaced per instance from settings, see make_protocol
     active_connections = 0
     max_connections = 200
+    max_per_client = 50
+    max_commands = 20_000
+    max_session_seconds = 3600.0
+    per_client: dict[str, int] = {}  # replaced per server (start_smtp)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._client = ""
+        self._commands = 0
+        self._expiry: asyncio.TimerHandle | None = None
+        self._counted = False
+        self._refused = True  # until connection_made admits it
+        # Count every recognised command (aiosmtpd dispatches through this table; unknown
+        # ones are bounded by its own bogus-command budget).
+        self._smtp_methods = {
+            name: self._counting(method) for name, method in self._smtp_methods.items()
+        }
+
+    def _counting(self, method: Callable[[str | None], Awaitable[None]]) -> Any:
+        async def counted(arg: str | None) -> None:
+            self._commands += 1
+            if self._commands > self.max_commands:
+                await self._limit("commands", "Too many commands in one session")
+                return
+            await method(arg)
+
+        return counted
+
+    async def _limit(self, limit: str, text: str) -> None:
+        SMTP_LIMITED.labels(limit).inc()
+        log.warning("job=- smtp client %s over the %s limit; disconnected", self._client, limit)
+        await super().push(f"421 4.7.0 {text}, try again later")
+        if self.transport is not None:
+            self.transport.close()
+
+    def _expire(self) -> None:
+        SMTP_LIMITED.labels("duration").inc()
+        log.warning("job=- smtp client %s over the session duration; disconnected", self._client)
+        transport = self.transport
+        if transport is not None:
+            write = getattr(transport, "write", None)
+            if write is not None:
+                write(b"421 4.7.0 Session too long, try again later\r\n")
+            transport.close()
 
     async def push(self, status: AnyStr) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else str(status)
@@ -51,25 +98,51 @@ class GatewaySMTP(SMTP):
                 break
         await super().push(text)
 
+    def _refuse(self, transport: asyncio.BaseTransport, limit: str, text: str) -> None:
+        SMTP_LIMITED.labels(limit).inc()
+        write = getattr(transport, "write", None)
+        if write is not None:
+            write(f"421 4.7.0 {text}, try again later\r\n".encode())
+        transport.close()
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._counted:
+            # STARTTLS hands the same session a new transport: not a new connection.
+            super().connection_made(transport)
+            return
         cls = type(self)
+        peer = transport.get_extra_info("peername")
+        client = str(peer[0]) if isinstance(peer, tuple) and peer else str(peer or "")
         if cls.active_connections >= self.max_connections:
             # Slowloris or a flood: refuse before any session state is built.
-            self._refused = True
-            write = getattr(transport, "write", None)
-            if write is not None:
-                write(b"421 4.7.0 Too many connections, try again later\r\n")
-            transport.close()
+            self._refuse(transport, "connections", "Too many connections")
+            return
+        if cls.per_client.get(client, 0) >= self.max_per_client:
+            # One client holding many slots must not lock the others out.
+            log.warning("job=- smtp client %s over the per-client connection limit", client)
+            self._refuse(transport, "per_client", "Too many connections from your address")
             return
         self._refused = False
+        self._counted = True
+        self._client = client
         cls.active_connections += 1
+        cls.per_client[client] = cls.per_client.get(client, 0) + 1
+        self._expiry = asyncio.get_running_loop().call_later(self.max_session_seconds, self._expire)
         super().connection_made(transport)
 
     def connection_lost(self, error: Exception | None) -> None:
-        if getattr(self, "_refused", True):
+        if self._refused:
             return
         self._refused = True  # count each connection once
-        type(self).active_connections -= 1
+        cls = type(self)
+        cls.active_connections -= 1
+        left = cls.per_client.get(self._client, 1) - 1
+        if left > 0:
+            cls.per_client[self._client] = left
+        else:
+            cls.per_client.pop(self._client, None)
+        if self._expiry is not None:
+            self._expiry.cancel()
         super().connection_lost(error)
 
 
@@ -140,10 +213,12 @@ class IntakeHandler:
             if len(data) > self.settings.smtp.max_message_bytes:
                 return "552 5.3.4 Message too big for this gateway"
             peer = session.peer
+            sender = str(envelope.mail_from or "")
             meta = JobMeta(
                 id=job_id,
                 kind="mail",
-                mail_from=str(envelope.mail_from or ""),
+                # aiosmtpd keeps the null sender (bounces, DSNs) as "<>": spool it empty.
+                mail_from="" if sender.strip() == "<>" else sender,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 peer=str(peer[0]) if isinstance(peer, tuple) else str(peer or ""),
                 helo=str(session.host_name or ""),
@@ -218,7 +293,11 @@ async def start_smtp(
     class Protocol(GatewaySMTP):
         line_length_limit = cfg.max_line_bytes
         max_connections = cfg.max_connections
+        max_per_client = cfg.max_connections_per_client
+        max_commands = cfg.max_commands
+        max_session_seconds = cfg.max_session_duration
         active_connections = 0
+        per_client: dict[str, int] = {}  # noqa: RUF012 - per server, on purpose
 
     def factory() -> GatewaySMTP:
         kwargs: dict[str, Any] = dict(

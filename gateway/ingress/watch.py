@@ -133,7 +133,7 @@ class FolderWatcher:
         rel = path.relative_to(self.inbox)
         job_id = new_id()
         try:
-            data = _read_nofollow(path, MAX_FILE_BYTES)
+            data = _read_nofollow(path, self.settings.max_file_bytes)
         except OSError as exc:
             log.warning("job=%s watch: cannot read a file: %s", job_id, exc.strerror or exc)
             self._move_failed(path, rel, job_id, "unreadable")

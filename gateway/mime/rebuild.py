@@ -80,9 +80,12 @@ def build_message(
     mugai_id: str,
     tokens: Iterable[str],
     received: str,
+    earlier: Iterable[str] = (),
 ) -> bytes:
     msg = EmailMessage(policy=POLICY)
     msg["Received"] = received
+    for hop in earlier:  # our own verified earlier passes (gateway/loopmark.py)
+        msg["Received"] = hop
     for key, header in (("from", "From"), ("to", "To"), ("cc", "Cc"), ("reply-to", "Reply-To")):
         if addresses.get(key):
             _set_address_header(msg, header, addresses[key])
@@ -126,13 +129,18 @@ def build_message(
     return msg.as_bytes(policy=POLICY)
 
 
-def received_line(*, helo: str, peer: str, hostname: str, mugai_id: str, rcpt: str) -> str:
+def received_line(
+    *, helo: str, peer: str, hostname: str, mugai_id: str, rcpt: str, loop_token: str = ""
+) -> str:
     helo = re.sub(r"[^A-Za-z0-9.\-\[\]:]", "", helo)[:100] or "unknown"
     peer = re.sub(r"[^0-9A-Fa-f.:]", "", peer)[:64] or "unknown"
     for_part = f" for <{rcpt}>" if rcpt and "\n" not in rcpt else ""
     stamp = email.utils.formatdate(time.time(), localtime=True)
+    # The loop token (gateway/loopmark.py) makes our hops unforgeable for the loop check.
+    loop = f" (loop {loop_token})" if loop_token else ""
     return (
-        f"from {helo} ([{peer}]) by {hostname} (mugai) with ESMTP id {mugai_id}{for_part}; {stamp}"
+        f"from {helo} ([{peer}]) by {hostname} (mugai) with ESMTP id {mugai_id}{loop}"
+        f"{for_part}; {stamp}"
     )
 
 

@@ -7,7 +7,8 @@ Nagle disabled and uses the NUL-terminated ``z`` commands.
 
 Fail closed: anything but an explicit ``stream: OK`` or ``stream: <sig> FOUND``
 raises :class:`ScannerUnavailable` (Transient ⇒ the job is retried), so an
-unreachable, slow, overloaded or confused clamd never lets a message through.
+unreachable, slow, overloaded or confused clamd never lets a message through;
+its size-limit refusal raises :class:`TooLargeToScan` (Permanent ⇒ quarantine).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
-from gateway.errors import ScannerUnavailable
+from gateway.errors import ScannerUnavailable, TooLargeToScan
 from gateway.model import ScanResult
 from gateway.settings import split_hostport
 
@@ -39,12 +40,20 @@ Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 class ClamdScanner:
     """Scans bytes with clamd at ``"host:port"`` or ``"unix:/path"``."""
 
-    def __init__(self, address: str, *, timeout: float = 60.0, chunk_bytes: int = 65536) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        timeout: float = 60.0,
+        chunk_bytes: int = 65536,
+        max_stream_bytes: int | None = None,
+    ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if chunk_bytes <= 0:
             raise ValueError("chunk_bytes must be positive")
         self.address = address
+        self._max_stream = max_stream_bytes
         self._timeout = timeout
         self._chunk = chunk_bytes
         if address.startswith("unix:"):
@@ -63,6 +72,9 @@ class ClamdScanner:
 
     async def scan(self, data: bytes) -> ScanResult:
         """Scan ``data``; ``ScanResult(clean=False, signature=...)`` on a hit."""
+        if self._max_stream is not None and len(data) > self._max_stream:
+            # Over the limit the operator declared for clamd: it would refuse it anyway.
+            raise TooLargeToScan(f"{len(data)} bytes over clamav.max_stream_bytes")
         started = time.monotonic()
         reply = await self._run(lambda conn: self._instream(conn, data))
         seconds = time.monotonic() - started
@@ -73,7 +85,8 @@ class ClamdScanner:
             if signature and len(signature) <= _MAX_SIGNATURE and signature.isprintable():
                 return ScanResult(clean=False, signature=signature, seconds=seconds)
         if reply.endswith("ERROR"):
-            # e.g. "INSTREAM size limit exceeded. ERROR": not scanned ⇒ never clean.
+            _raise_size_limit(reply, len(data))
+            # Not scanned ⇒ never clean.
             raise ScannerUnavailable(f"clamd error: {_printable(reply)}")
         raise ScannerUnavailable(f"unexpected clamd reply: {_printable(reply)}")
 
@@ -130,23 +143,48 @@ class ClamdScanner:
     async def _instream(self, conn: Connection, data: bytes) -> str:
         reader, writer = conn
         view = memoryview(data)
+        # Read while writing: clamd answers "size limit exceeded" as soon as the stream is
+        # over its StreamMaxLength and hangs up. When much more than its limit is in flight
+        # the reset can still beat that answer (then: ScannerUnavailable, retried); the
+        # declared max_stream_bytes check above is the deterministic guard.
+        early = asyncio.ensure_future(_read_reply(reader))
         try:
             writer.write(b"zINSTREAM\0")
             for start in range(0, len(view), self._chunk):
+                if early.done():
+                    break
                 chunk = view[start : start + self._chunk]
+                await asyncio.sleep(0)  # let an early answer be read before the next write
                 writer.write(struct.pack(">I", len(chunk)))
                 writer.write(chunk)
                 await writer.drain()
-            writer.write(_END)
-            await writer.drain()
+            if not early.done():
+                writer.write(_END)
+                await writer.drain()
+                return await early
         except ConnectionError as exc:
-            # clamd answers and hangs up when the stream exceeds StreamMaxLength;
-            # its reply says why, so prefer it over the broken pipe.
-            reply = await _read_leftover(reader)
+            reply = await _settle(early)
+            if reply is None:
+                reply = await _read_leftover(reader)
+            _raise_size_limit(reply, len(data))
             raise ScannerUnavailable(
                 f"clamd error: {_printable(reply)}" if reply else f"clamd: {_describe(exc)}"
             ) from exc
-        return await _read_reply(reader)
+        finally:
+            if not early.done():
+                early.cancel()
+        # clamd answered before the end of the stream: only a refusal can be meant.
+        reply = await _settle(early) or ""
+        _raise_size_limit(reply, len(data))
+        raise ScannerUnavailable(f"clamd answered mid-stream: {_printable(reply)}")
+
+
+async def _settle(task: asyncio.Future[str]) -> str | None:
+    """The early reply if clamd sent one (waiting briefly for it), else None."""
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), 1.0)
+    except (TimeoutError, ScannerUnavailable, OSError):
+        return None
 
 
 async def _command(conn: Connection, command: bytes) -> str:
@@ -179,6 +217,13 @@ async def _read_leftover(reader: asyncio.StreamReader) -> str:
     except OSError:
         return ""
     return raw.rstrip(b"\0").decode("utf-8", "replace").strip()
+
+
+def _raise_size_limit(reply: str, size: int) -> None:
+    """clamd's "INSTREAM size limit exceeded. ERROR": retrying cannot help (issue 13), so it
+    is Permanent (quarantine), never Transient for five days and never clean."""
+    if "size limit exceeded" in reply.lower():
+        raise TooLargeToScan(f"{size} bytes over clamd's StreamMaxLength")
 
 
 def _printable(text: str) -> str:

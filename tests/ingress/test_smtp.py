@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import socket
+import ssl
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -258,3 +260,197 @@ async def test_too_many_connections_get_421(listener: Any) -> None:
                 s.close()
 
     assert (await asyncio.to_thread(run)).startswith(b"421 4.7.0")
+
+
+# --- issue 13: connection fairness ----------------------------------------------------------
+
+
+def connect(port: int, source: str = "127.0.0.1") -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10, source_address=(source, 0))
+    return s
+
+
+def read_reply(s: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\r\n"):
+        chunk = s.recv(1024)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def closed(s: socket.socket) -> bool:
+    try:
+        return s.recv(1024) == b""
+    except ConnectionError:
+        return True
+
+
+async def test_one_client_holding_connections_cannot_lock_out_another(listener: Any) -> None:
+    port, spool = await listener(max_connections=6, max_connections_per_client=3)
+
+    def run() -> tuple[bytes, list[bytes], str]:
+        held = [connect(port) for _ in range(3)]
+        try:
+            for s in held:
+                assert read_reply(s).startswith(b"220")
+            with connect(port) as fourth:
+                refused = read_reply(fourth)
+            # The holder's own sessions go on: only its new connection was refused.
+            noops = []
+            for s in held:
+                s.sendall(b"NOOP\r\n")
+                noops.append(read_reply(s))
+            # A second client (another loopback address) still gets in and sends mail.
+            with smtplib.SMTP(timeout=30, source_address=("127.0.0.2", 0)) as other:
+                other.connect("127.0.0.1", port)
+                other.ehlo("other.example.com")
+                other.mail("b@example.com")
+                other.rcpt(f"u@{DOMAIN}")
+                code, reply = other.data(MSG)
+                assert code == 250, (code, reply)
+            return refused, noops, reply.decode()
+        finally:
+            for s in held:
+                s.close()
+
+    refused, noops, reply = await asyncio.to_thread(run)
+    assert refused.startswith(b"421 4.7.0"), refused
+    assert all(n.startswith(b"250") for n in noops), noops
+    assert reply.startswith("2.0.0 queued as") and spool.depth() == 1
+
+
+async def test_per_client_slots_are_given_back(listener: Any) -> None:
+    port, _ = await listener(max_connections_per_client=1)
+
+    def run() -> list[bytes]:
+        greetings = []
+        for _ in range(3):  # the slot must come back each time the client leaves
+            with connect(port) as s:
+                greetings.append(read_reply(s))
+                s.sendall(b"QUIT\r\n")
+                read_reply(s)
+                assert closed(s)
+        return greetings
+
+    greetings = await asyncio.to_thread(run)
+    assert all(g.startswith(b"220") for g in greetings), greetings
+
+
+async def test_command_cap_ends_only_that_session(listener: Any) -> None:
+    port, _ = await listener(max_commands=5)
+
+    def run() -> tuple[list[bytes], bytes, bool, bytes]:
+        with connect(port) as s:
+            read_reply(s)
+            replies = []
+            for _ in range(6):
+                s.sendall(b"NOOP\r\n")
+                replies.append(read_reply(s))
+            gone = closed(s)
+        with connect(port) as fresh:
+            greeting = read_reply(fresh)
+        return replies, replies[-1], gone, greeting
+
+    replies, last, gone, greeting = await asyncio.to_thread(run)
+    assert all(r.startswith(b"250") for r in replies[:5]), replies
+    assert last.startswith(b"421 4.7.0") and gone, last
+    assert greeting.startswith(b"220")
+
+
+@pytest.mark.parametrize("mid_data", [False, True])
+async def test_session_duration_cap(listener: Any, mid_data: bool) -> None:
+    """A client that keeps a session alive (NOOPs, or a DATA dribbled a line at a time, each
+    within the idle timeout) is cut after max_session_duration; no 250 for a cut DATA."""
+    port, spool = await listener(max_session_duration="1s")
+
+    def run() -> bytes:
+        with connect(port) as s:
+            read_reply(s)
+            if mid_data:
+                for line in (b"EHLO x\r\n", b"MAIL FROM:<a@example.com>\r\n",
+                             f"RCPT TO:<u@{DOMAIN}>\r\n".encode(), b"DATA\r\n"):  # fmt: skip
+                    s.sendall(line)
+                    while read_reply(s)[:4] not in (b"250 ", b"354 "):
+                        pass
+            seen = b""
+            for _ in range(200):
+                try:
+                    s.sendall(b"x-line\r\n" if mid_data else b"NOOP\r\n")
+                    seen = read_reply(s) if not mid_data else seen
+                except OSError:
+                    break
+                if mid_data:
+                    s.settimeout(0.1)
+                    try:
+                        seen = s.recv(1024)
+                    except TimeoutError:
+                        continue
+                    finally:
+                        s.settimeout(10)
+                if seen.startswith(b"421") or seen == b"":
+                    break
+                time.sleep(0.05)
+            return seen
+
+    seen = await asyncio.to_thread(run)
+    assert seen.startswith(b"421 4.7.0"), seen
+    assert spool.depth() == 0
+
+
+async def test_starttls_does_not_leak_a_connection_slot(tmp_path: Path) -> None:
+    from tests.ingress.test_tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    settings = load_settings(
+        None,
+        smtp={"listen": "127.0.0.1:0", "accepted_domains": [DOMAIN], "max_connections": 1},
+        storage={"data_dir": str(tmp_path)},
+        tls={"cert_file": str(cert), "key_file": str(key)},
+    )
+    server = await start_smtp(settings, Spool(settings.spool_dir), asyncio.Event())
+    port = int(server.sockets[0].getsockname()[1])
+
+    def run() -> list[int]:
+        codes = []
+        for _ in range(3):
+            ctx = ssl.create_default_context(cafile=str(cert))
+            ctx.check_hostname = False
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+                c.starttls(context=ctx)
+                codes.append(c.ehlo("client.example.com")[0])
+        return codes
+
+    try:
+        assert await asyncio.to_thread(run) == [250, 250, 250]
+    finally:
+        server.close()
+
+
+async def test_defaults_admit_a_postfix_worth_of_parallel_connections(listener: Any) -> None:
+    port, _ = await listener()
+
+    def run() -> list[bytes]:
+        socks = [connect(port) for _ in range(20)]  # Postfix's default per destination
+        try:
+            return [read_reply(s) for s in socks]
+        finally:
+            for s in socks:
+                s.close()
+
+    assert all(g.startswith(b"220") for g in await asyncio.to_thread(run))
+
+
+async def test_null_sender_is_spooled_empty(listener: Any) -> None:
+    port, spool = await listener()
+
+    def run() -> int:
+        with client(port) as c:
+            c.mail("<>")
+            c.rcpt(f"u@{DOMAIN}")
+            return c.data(MSG)[0]
+
+    assert await asyncio.to_thread(run) == 250
+    job = spool.claim()
+    assert job is not None and job.meta.mail_from == ""

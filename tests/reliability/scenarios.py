@@ -28,7 +28,9 @@ from aiosmtpd.smtp import SMTP
 
 from gateway.api.main import create_app
 from gateway.app import Gateway
+from gateway.loopmark import earlier_hop
 from gateway.scan.clamd import ClamdScanner
+from gateway.spool import new_id
 from gateway.store.repository import Store, database_url
 from tests.checks import check_delivered
 from tests.e2e.test_restart import GatewayProcess, write_config
@@ -692,14 +694,20 @@ async def disk_full(work: Path, clamd: str, *, count: int = 20) -> Row | None:
 async def mail_loop(work: Path, clamd: str, *, count: int = 10) -> Row:
     started = time.monotonic()
     tag = "loop"
-    row = Row("mail loop and backscatter", f"{count} looping + {count} normal mails",
-              "3 earlier Received lines of this gateway")  # fmt: skip
+    row = Row("mail loop and backscatter", f"{count} looping + {count} forged-loop mails",
+              "3 earlier Received lines of ours: valid tokens / forged copies")  # fmt: skip
     sink = await start_sink()
     try:
         async with running_gateway(work, sink.address, clamd) as gw:
             _, port = gw.smtp_address
-            items = [(i, mail(tag, i, extra=HOP * 3), RCPTS[0]) for i in range(count)] + [
-                (i, mail(tag, i), RCPTS[0]) for i in range(count, 2 * count)
+            # Three earlier passes with this instance's valid tokens loop; the same lines
+            # copied without a valid token (forged) must not (issue 13).
+            hops = "".join(
+                f"Received: {earlier_hop(gw.pipeline.loop_key, gw.settings.smtp.hostname, h)}\r\n"
+                for h in (new_id(), new_id(), new_id())
+            )
+            items = [(i, mail(tag, i, extra=hops), RCPTS[0]) for i in range(count)] + [
+                (i, mail(tag, i, extra=HOP * 3), RCPTS[0]) for i in range(count, 2 * count)
             ]
             acked = accepted_ids(await send_batch(port, items))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ScannerUnavailable, Transient
+from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan
 from gateway.scan.clamd import ClamdScanner
 from tests.plugins.clamd import EICAR, EICAR_SIGNATURE, Clamd
 
@@ -149,10 +149,13 @@ async def test_stream_over_clamd_limit_is_unavailable(small_clamd: Clamd, transp
     assert address is not None
     scanner = ClamdScanner(address)
     assert (await scanner.scan(b"z" * 100_000)).clean  # under the limit: scanned
-    with pytest.raises(ScannerUnavailable) as caught:
-        await scanner.scan(b"z" * 1_000_000)  # over it: never "clean"
-    assert isinstance(caught.value, Transient)
-    assert caught.value.reason == "clamd_unavailable"
+    with pytest.raises(TooLargeToScan) as caught:
+        await scanner.scan(b"z" * 300_000)  # over it: never "clean", and not retried
+    assert isinstance(caught.value, Permanent)
+    assert caught.value.reason == "too_large_to_scan"
+    # Far over it clamd's reset can beat its answer: then it is retried, still never clean.
+    with pytest.raises((TooLargeToScan, ScannerUnavailable)):
+        await scanner.scan(b"z" * 5_000_000)
     # clamd itself survives and keeps answering.
     assert await scanner.ping()
 
@@ -272,7 +275,6 @@ async def test_server_that_never_reads_times_out() -> None:
         b"",  # hangs up without a word
         b"x" * 10_000,  # no NUL within any sane length
         b"stream: Sig\x1b[31m FOUND\0",
-        b"INSTREAM size limit exceeded. ERROR\0",
         b"stream: Can't allocate memory ERROR\0",
     ],
 )
@@ -285,6 +287,19 @@ async def test_garbled_or_error_reply_is_unavailable(reply: bytes) -> None:
 
     async with fake_clamd(handler) as address:
         with pytest.raises(ScannerUnavailable):
+            await ClamdScanner(address, timeout=5).scan(b"data")
+
+
+async def test_size_limit_reply_is_too_large_to_scan() -> None:
+    # Issue 13: retrying cannot help; a Permanent quarantine, never clean, never Transient.
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_instream(reader)
+        writer.write(b"INSTREAM size limit exceeded. ERROR\0")
+        await writer.drain()
+        writer.close()
+
+    async with fake_clamd(handler) as address:
+        with pytest.raises(TooLargeToScan):
             await ClamdScanner(address, timeout=5).scan(b"data")
 
 

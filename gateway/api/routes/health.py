@@ -33,8 +33,23 @@ async def readyz(gw: GatewayDep) -> JSONResponse:
         checks["database"] = False
     checks["clamd"] = await gw.scanner.ping()
     checks["relay"] = await gw.relay.ping()
+    # Workers dead or stalled, outcomes the store could not record (issue 13): say which.
+    # (API tests pass a small object without workers; the real Gateway always has them.)
+    probe = getattr(gw, "worker_problems", None)
+    problems: dict[str, str] = {}
+    try:
+        if probe is not None:
+            problems = await probe()
+    except Exception as exc:  # noqa: BLE001 - readiness reports, never raises
+        problems = {"workers": f"unknown: {type(exc).__name__}"}
+    if probe is not None:
+        for name in ("workers", "progress", "store_writes", "spool_writes"):
+            checks[name] = name not in problems
     ready = all(checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    body: dict[str, Any] = {"ready": ready, "checks": checks}
+    if problems:
+        body["problems"] = problems
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics", response_class=Response)
