@@ -203,6 +203,55 @@ class FilesSettings(_Section):
     max_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
 
+class ReportSettings(_Section):
+    # Month boundaries of `mugai report` (a municipal month ends at midnight JST).
+    timezone: str = "Asia/Tokyo"
+    top_senders: int = Field(20, gt=0, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone: {value!r}") from exc
+        return value
+
+
+class SyslogSettings(_Section):
+    # udp:host:port | tcp:host:port | unix:/dev/log; empty ⇒ no forwarding.
+    target: str = ""
+    facility: Literal[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "authpriv",
+        "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ] = "local0"  # fmt: skip
+    app_name: str = "mugai"
+    hostname: str = ""  # empty ⇒ [smtp] hostname
+    # RFC 5426: receivers must take 480 octets and should take 2048 over UDP.
+    max_bytes: int = Field(2048, ge=480, le=65_000)
+    timeout: Duration = 5.0
+    interval: Duration = 5.0
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        scheme, _, rest = value.partition(":")
+        if scheme not in ("udp", "tcp", "unix") or not rest:
+            raise ValueError(
+                f"syslog target must be udp:host:port, tcp:host:port or unix:/path: {value!r}"
+            )
+        if scheme != "unix":
+            host, port = split_hostport(rest, 514)
+            if not host or not 0 < port <= 65535:
+                raise ValueError(f"syslog target needs host:port: {value!r}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -219,6 +268,8 @@ class Settings(BaseSettings):
     tls: TlsSettings = TlsSettings()
     watch: WatchSettings = WatchSettings()
     files: FilesSettings = FilesSettings()
+    report: ReportSettings = ReportSettings()  # issue 16
+    syslog: SyslogSettings = SyslogSettings()  # issue 16
 
     @classmethod
     def settings_customise_sources(
