@@ -11,6 +11,7 @@ from gateway.api import console
 from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens
+from gateway.api.routes import reports as monthly_reports  # issue 16
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -24,6 +25,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.middleware("http")(auth_middleware)
     for module in (health, messages, releases, audit, tokens, files):
         app.include_router(module.router)
+    app.include_router(monthly_reports.router)  # issue 16: GET /api/v1/reports/monthly
     console.install(app)  # the web console at / (same store, roles and release flow)
 
     @app.middleware("http")
