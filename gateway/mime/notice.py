@@ -36,6 +36,8 @@ REASONS_JA: dict[str, str] = {
     "signature_removed": "電子署名（無害化後は検証できないため削除）",
     "internal_error": "内部エラー",
     "empty_result": "変換結果が空",
+    # issue 16
+    "msg_converted": "Outlookメッセージ（.msg）をテキストと無害化した添付に変換",
 }
 
 ACTIONS_JA = {

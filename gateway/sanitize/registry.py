@@ -24,6 +24,7 @@ from gateway.mime.detect import detect
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
 from gateway.sanitize import archive, eml, image, office, pdf, text, tnef
 from gateway.sanitize.base import ALLOWED_OUTPUT_TYPES, Context, Sanitizer
+from gateway.sanitize.msg import sanitize_msg  # issue 16
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ REGISTRY: Mapping[str, Sanitizer] = {
     **{kind: archive.sanitize_archive for kind in _ARCHIVE_KINDS},
     "tnef": tnef.sanitize_tnef,
     "eml": eml.sanitize_eml,
+    "msg": sanitize_msg,  # issue 16: Outlook .msg
 }
 
 # Magic prefixes of what each allowed output type must look like.
