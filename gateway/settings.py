@@ -252,6 +252,28 @@ class SyslogSettings(_Section):
         return value
 
 
+class AuthSettings(_Section):
+    # Verify DKIM signatures of the original (DNS look-ups for the signers' keys).
+    verify_dkim: bool = True
+    # authserv-ids whose Authentication-Results (SPF/DMARC) are believed: the upstream MTA or
+    # the prefectural security cloud. Empty ⇒ none are believed.
+    trusted_authserv_ids: list[str] = []
+    # Only headers above this many Received lines (from the top) count as the trusted hop's.
+    trusted_hops: int = Field(1, ge=1, le=10)
+    # Prepended to the subject when the verdict is "suspicious" (e.g. "【なりすましの疑い】").
+    subject_tag: str = ""
+    # Resolvers for DKIM keys (empty ⇒ the system's); the timeout bounds the whole look-up.
+    nameservers: list[str] = []
+    dns_timeout: Duration = 2.0
+
+    @field_validator("subject_tag")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(c in value for c in "\r\n\x00") or len(value) > 64:
+            raise ValueError("subject_tag must be one short line")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -270,6 +292,7 @@ class Settings(BaseSettings):
     files: FilesSettings = FilesSettings()
     report: ReportSettings = ReportSettings()  # issue 16
     syslog: SyslogSettings = SyslogSettings()  # issue 16
+    auth: AuthSettings = AuthSettings()  # issue 16
 
     @classmethod
     def settings_customise_sources(
