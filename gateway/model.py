@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class ScanResult:
     clean: bool
     signature: str = ""
     seconds: float = 0.0
+    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
 
 
 @dataclass(frozen=True)

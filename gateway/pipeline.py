@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from gateway.auth import hook as auth_hook  # issue 16
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
 from gateway.mime.body import compose_body
 from gateway.mime.notice import render_notice
@@ -43,6 +44,7 @@ class MessageReport:
     header_from: str = ""
     scan: ScanResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,7 @@ def sanitize_message(
     marker = f"by {settings.smtp.hostname} (mugai)"
     if sum(1 for r in parsed.received_by if marker in r) >= MAX_HOPS_THROUGH_US:
         raise MailLoop(f"already passed through {settings.smtp.hostname}")
+    auth = auth_hook.check_sender(raw, meta, settings)  # issue 16
     parse_done = time.monotonic()
 
     body, html_converted, links, body_reports = compose_body(parsed)
@@ -147,6 +150,7 @@ def sanitize_message(
         links_disarmed=links,
         contact=settings.notice.contact,
     )
+    notice = auth_hook.notice_block(auth) + notice  # issue 16
     received = received_line(
         helo=meta.helo,
         peer=meta.peer,
@@ -155,7 +159,7 @@ def sanitize_message(
         rcpt=meta.rcpt_tos[0] if len(meta.rcpt_tos) == 1 else "",
     )
     data = build_message(
-        headers=parsed.headers,
+        headers=auth_hook.tagged_headers(parsed.headers, auth, settings.auth.subject_tag),
         addresses=parsed.addresses,
         body=notice + "\n" + body + "\n",
         files=files,
@@ -163,6 +167,7 @@ def sanitize_message(
         tokens=tokens,
         received=received,
     )
+    data = auth_hook.stamp(data, settings.smtp.hostname, auth)  # issue 16
     done = time.monotonic()
     message_report = MessageReport(
         parts=tuple(reports),
@@ -171,6 +176,7 @@ def sanitize_message(
         message_id=parsed.headers.get("message-id", "").strip(),
         header_from=parsed.headers.get("from", ""),
         timings={"parse": round(parse_done - started, 4), "sanitize": round(done - parse_done, 4)},
+        auth=auth.record(),  # issue 16
     )
     return SanitizedMessage(data=data, report=message_report)
 
@@ -208,6 +214,7 @@ class Pipeline:
             report = MessageReport(scan=scan)
             return Quarantine(exc.reason, exc.detail, report)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
+        scan = replace(scan, auth=result.report.auth)  # issue 16: shown in record and API
         report = replace(result.report, scan=scan, timings=timings)
         return Deliver(result.data, report)
 

@@ -157,6 +157,7 @@ def verdict_event(row: MessageRow) -> Event:
             ("size", str(row.size)),
             ("sha256", row.sha256),
             ("signature", str((row.scan or {}).get("signature", ""))),
+            ("auth", str(((row.scan or {}).get("auth") or {}).get("overall", ""))),
         ),
         at=utc(row.updated_at),
     )

@@ -221,3 +221,15 @@ def test_many_signatures_are_bounded(stub: DnsStub, key: tuple[bytes, bytes]) ->
         raw = sign(raw, key[0])
     v = evaluate(raw, "yamada@example.jp", cfg(stub), make_lookup([stub.address], 1.0))
     assert len(v.dkim) == 5
+
+
+def test_dead_resolver_costs_one_timeout_not_one_per_message(
+    stub: DnsStub, key: tuple[bytes, bytes]
+) -> None:
+    stub.silent.add("sel._domainkey.example.jp")
+    lookup = make_lookup([stub.address], 0.3)
+    raw = sign(mail(), key[0])
+    for _ in range(3):
+        v = evaluate(raw, "yamada@example.jp", cfg(stub), lookup)
+        assert v.overall is Overall.UNKNOWN
+    assert stub.queries.count("sel._domainkey.example.jp") <= 2  # dnspython may retry once
