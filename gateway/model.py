@@ -58,6 +58,7 @@ class PartReport:
     children: tuple[PartReport, ...] = ()
     # For operators (API, report.json): why a converter refused; never shown in the notice.
     detail: str = ""
+    qr: tuple[str, ...] = ()  # issue 16: decoded QR/barcode texts, disarmed
 
 
 @dataclass(frozen=True)

@@ -156,6 +156,9 @@ class SanitizeSettings(_Section):
     processes: int = Field(0, ge=0)
     office_pool: int = Field(1, ge=0)  # warm LibreOffice listeners (0 ⇒ cold start each time)
     network_isolation: Literal["auto", "required", "off"] = "auto"
+    # issue 16: QR codes/barcodes in rebuilt images and PDFs: "list" shows each decoded
+    # text (disarmed) in the notice; "mask" also paints over it in rebuilt images.
+    qr: Literal["list", "mask"] = "list"
 
 
 class NoticeSettings(_Section):

@@ -38,6 +38,8 @@ REASONS_JA: dict[str, str] = {
     "empty_result": "変換結果が空",
     # issue 16
     "msg_converted": "Outlookメッセージ（.msg）をテキストと無害化した添付に変換",
+    "qr_listed": "画像内のQRコード・バーコードを検出（内容は下記、リンクは無効化して表示）",
+    "qr_masked": "画像内のQRコード・バーコードを塗りつぶし（内容は下記に表示）",
 }
 
 ACTIONS_JA = {
@@ -93,7 +95,9 @@ def _line(level: int, report: PartReport, lang: str) -> str:
             )
         else:
             reasons = " [" + ", ".join(report.reasons) + "]"
-    return f"{indent}- {name} ({report.detected_type or report.declared_type}): {what}{reasons}"
+    line = f"{indent}- {name} ({report.detected_type or report.declared_type}): {what}{reasons}"
+    label = "画像内のQRコード" if lang == "ja" else "QR code in image"  # issue 16
+    return "\n".join([line, *(f"{indent}  {label}: {t}" for t in report.qr)])
 
 
 def render_notice(
