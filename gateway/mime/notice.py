@@ -40,6 +40,8 @@ REASONS_JA: dict[str, str] = {
     "msg_converted": "Outlookメッセージ（.msg）をテキストと無害化した添付に変換",
     "qr_listed": "画像内のQRコード・バーコードを検出（内容は下記、リンクは無効化して表示）",
     "qr_masked": "画像内のQRコード・バーコードを塗りつぶし（内容は下記に表示）",
+    "sheet_hidden": "非表示のシートは印刷していません",
+    "sheet_scaled_small": "横幅に合わせて縮小したため文字が小さいシートがあります",
 }
 
 ACTIONS_JA = {

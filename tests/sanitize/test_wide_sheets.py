@@ -64,3 +64,48 @@ def test_wide_sheet_is_one_landscape_page_wide(
         assert len(doc.pages) == 1
         box = [float(v) for v in doc.pages[0].mediabox]
         assert box[2] - box[0] > box[3] - box[1]  # landscape
+
+
+def two_sheets_fods() -> str:
+    visible = wide_fods(columns=3, rows=3)
+    hidden = (
+        '<table:table table:name="秘密" table:style-name="ta_hidden"><table:table-row>'
+        "<table:table-cell><text:p>非表示</text:p></table:table-cell></table:table-row>"
+        "</table:table>"
+    )
+    styles = (
+        '<office:automatic-styles><style:style style:name="ta_hidden" style:family="table">'
+        '<style:table-properties table:display="false"/></style:style></office:automatic-styles>'
+    )
+    doc = visible.replace("</table:table></office:spreadsheet>", "</table:table>" + hidden
+                          + "</office:spreadsheet>")  # fmt: skip
+    doc = doc.replace("<office:body>", styles + "<office:body>")
+    return doc.replace(
+        "<office:document ",
+        '<office:document xmlns:style="urn:oasis:names:tc:opendocument:xmlns:style:1.0" ',
+    )
+
+
+def test_notes_reach_the_part_report(
+    pool: OfficePool, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from gateway.model import Action
+    from gateway.sanitize.base import Context, PageBudget
+    from gateway.sanitize.registry import sanitize_part
+    from gateway.settings import load_settings
+
+    out = tmp_path_factory.mktemp("notes")
+    limits = load_settings().sanitize
+    ctx = Context(limits=limits, pages=PageBudget(100), office=pool)
+    (out / "wide.fods").write_text(wide_fods(), encoding="utf-8")
+    report, files = sanitize_part(
+        _convert_with_soffice(out / "wide.fods", "xlsx", out), "台帳.xlsx", "", ctx, "1"
+    )
+    assert report.action is Action.CONVERTED and files
+    assert "sheet_scaled_small" in report.reasons and "台帳" in report.detail
+    (out / "two.fods").write_text(two_sheets_fods(), encoding="utf-8")
+    report, _ = sanitize_part(
+        _convert_with_soffice(out / "two.fods", "xlsx", out), "two.xlsx", "", ctx, "1"
+    )
+    assert "sheet_hidden" in report.reasons and "秘密" in report.detail
+    assert "sheet_scaled_small" not in report.reasons  # 3 columns fit at full size
