@@ -20,6 +20,7 @@ from gateway.settings import Settings
 from gateway.spool import Spool
 from gateway.store.releases import Policy
 from gateway.store.repository import Store, database_url
+from gateway.syslog import SyslogForwarder  # issue 16
 from gateway.worker import Worker, readiness
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,8 @@ class Gateway:
         self._worker_task: asyncio.Task[None] | None = None
         self.watcher: FolderWatcher | None = None
         self._watch_task: asyncio.Task[None] | None = None
+        self.syslog: SyslogForwarder | None = None  # issue 16
+        self._syslog_task: asyncio.Task[None] | None = None  # issue 16
 
     async def worker_problems(self) -> dict[str, str]:
         """For /readyz: which of workers / progress / store writes / spool is failing."""
@@ -130,8 +133,15 @@ class Gateway:
         if self.settings.watch.inbox is not None:
             self.watcher = FolderWatcher(self.settings.watch, self.spool, self.wakeup)
             self._watch_task = asyncio.create_task(self.watcher.run(), name="watch")
+        if self.settings.syslog.target:  # issue 16: RFC 5424 forwarding
+            self.syslog = SyslogForwarder(self.settings, self.store)
+            self._syslog_task = asyncio.create_task(self.syslog.run(), name="syslog")
 
     async def stop(self) -> None:
+        if self.syslog is not None and self._syslog_task is not None:  # issue 16
+            self.syslog.stop()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(self._syslog_task, 10)
         if self.watcher is not None:
             self.watcher.stop()
         if self._watch_task is not None:

@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_replay_parser(sub)
     add_admin_parsers(sub)
+    from gateway.report_monthly import add_parser as add_report_parser  # issue 16
+
+    add_report_parser(sub)
     return parser
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ class PartReport:
     children: tuple[PartReport, ...] = ()
     # For operators (API, report.json): why a converter refused; never shown in the notice.
     detail: str = ""
+    qr: tuple[str, ...] = ()  # issue 16: decoded QR/barcode texts, disarmed
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,7 @@ class ScanResult:
     clean: bool
     signature: str = ""
     seconds: float = 0.0
+    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
 
 
 @dataclass(frozen=True)

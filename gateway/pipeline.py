@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
+from gateway.auth import hook as auth_hook  # issue 16
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
 from gateway.loopmark import earlier_hop, token, verified_ids
 from gateway.mime.body import compose_body
@@ -46,6 +47,7 @@ class MessageReport:
     header_from: str = ""
     scan: ScanResult | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
     date: str = ""  # for the withheld notice (gateway/mime/headers_block.py)
 
 
@@ -114,6 +116,7 @@ def sanitize_message(
     hops = verified_ids(parsed.received_by, loop_key, settings.smtp.hostname)
     if len(hops) >= MAX_HOPS_THROUGH_US:
         raise MailLoop(f"already passed through {settings.smtp.hostname}")
+    auth = auth_hook.check_sender(raw, meta, settings)  # issue 16
     parse_done = time.monotonic()
 
     body, html_converted, links, body_reports = compose_body(parsed)
@@ -163,6 +166,7 @@ def sanitize_message(
         links_disarmed=links,
         contact=settings.notice.contact,
     )
+    notice = auth_hook.notice_block(auth) + notice  # issue 16
     received = received_line(
         helo=meta.helo,
         peer=meta.peer,
@@ -172,7 +176,7 @@ def sanitize_message(
         loop_token=token(loop_key, settings.smtp.hostname, meta.id) if loop_key else "",
     )
     data = build_message(
-        headers=parsed.headers,
+        headers=auth_hook.tagged_headers(parsed.headers, auth, settings.auth.subject_tag),
         addresses=parsed.addresses,
         body=notice + "\n" + body + "\n",
         files=files,
@@ -181,6 +185,7 @@ def sanitize_message(
         received=received,
         earlier=[earlier_hop(loop_key, settings.smtp.hostname, h) for h in hops],
     )
+    data = auth_hook.stamp(data, settings.smtp.hostname, auth)  # issue 16
     done = time.monotonic()
     message_report = MessageReport(
         parts=tuple(reports),
@@ -189,6 +194,7 @@ def sanitize_message(
         message_id=parsed.headers.get("message-id", "").strip(),
         header_from=parsed.headers.get("from", ""),
         timings={"parse": round(parse_done - started, 4), "sanitize": round(done - parse_done, 4)},
+        auth=auth.record(),  # issue 16
     )
     return SanitizedMessage(data=data, report=message_report)
 
@@ -231,6 +237,7 @@ class Pipeline:
             report = _withheld_report(raw, header_cap, scan)
             return Quarantine(exc.reason, exc.detail, report)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
+        scan = replace(scan, auth=result.report.auth)  # issue 16: shown in record and API
         report = replace(result.report, scan=scan, timings=timings)
         return Deliver(result.data, report)
 

@@ -67,6 +67,12 @@ class Reason(enum.StrEnum):
     # robustness (issue 13)
     CRASH_LOOP = "crash_loop"
     TOO_LARGE_TO_SCAN = "too_large_to_scan"
+    # informational (issue 16)
+    MSG_CONVERTED = "msg_converted"
+    QR_LISTED = "qr_listed"
+    QR_MASKED = "qr_masked"
+    SHEET_HIDDEN = "sheet_hidden"
+    SHEET_SCALED_SMALL = "sheet_scaled_small"
 
 
 # Codes whose original must never cross to the LGWAN side by default (release policy).
@@ -120,6 +126,11 @@ LABELS_JA: dict[Reason, str] = {
     Reason.NOTHING_TO_DELIVER: "解除後の内容に配送できるものがありません",
     Reason.CRASH_LOOP: "処理中にゲートウェイが繰り返し停止したため保留",
     Reason.TOO_LARGE_TO_SCAN: "ウイルス検査の上限サイズを超過",
+    Reason.MSG_CONVERTED: "Outlookメッセージ（.msg）をテキストと無害化した添付に変換",
+    Reason.QR_LISTED: "画像内のQRコード・バーコードを検出（内容は下記、リンクは無効化して表示）",
+    Reason.QR_MASKED: "画像内のQRコード・バーコードを塗りつぶし（内容は下記に表示）",
+    Reason.SHEET_HIDDEN: "非表示のシートは印刷していません",
+    Reason.SHEET_SCALED_SMALL: "横幅に合わせて縮小したため文字が小さいシートがあります",
 }
 
 LABELS_EN: dict[Reason, str] = {
@@ -170,6 +181,11 @@ LABELS_EN: dict[Reason, str] = {
     Reason.NOTHING_TO_DELIVER: "nothing deliverable after unlocking",
     Reason.CRASH_LOOP: "the gateway stopped repeatedly while handling it",
     Reason.TOO_LARGE_TO_SCAN: "over the virus scanner's size limit",
+    Reason.MSG_CONVERTED: "Outlook message (.msg) converted to text and rebuilt attachments",
+    Reason.QR_LISTED: "QR code or barcode found in an image (listed below, links disarmed)",
+    Reason.QR_MASKED: "QR code or barcode in an image painted over (listed below)",
+    Reason.SHEET_HIDDEN: "hidden sheets were not printed",
+    Reason.SHEET_SCALED_SMALL: "a sheet was scaled to the page width and its text is small",
 }
 
 

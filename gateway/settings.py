@@ -210,6 +210,9 @@ class SanitizeSettings(_Section):
     processes: int = Field(0, ge=0)
     office_pool: int = Field(1, ge=0)  # warm LibreOffice listeners (0 ⇒ cold start each time)
     network_isolation: Literal["auto", "required", "off"] = "auto"
+    # issue 16: QR codes/barcodes in rebuilt images and PDFs: "list" shows each decoded
+    # text (disarmed) in the notice; "mask" also paints over it in rebuilt images.
+    qr: Literal["list", "mask"] = "list"
 
 
 class NoticeSettings(_Section):
@@ -290,6 +293,77 @@ class AuditSettings(_Section):
     syslog: str = Field("", pattern=r"^(|/.+|\[?[0-9A-Za-z.:-]+\]?:[0-9]{1,5})$")
 
 
+class ReportSettings(_Section):
+    # Month boundaries of `mugai report` (a municipal month ends at midnight JST).
+    timezone: str = "Asia/Tokyo"
+    top_senders: int = Field(20, gt=0, le=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone: {value!r}") from exc
+        return value
+
+
+class SyslogSettings(_Section):
+    # udp:host:port | tcp:host:port | unix:/dev/log; empty ⇒ no forwarding.
+    target: str = ""
+    facility: Literal[
+        "kern", "user", "mail", "daemon", "auth", "syslog", "authpriv",
+        "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7",
+    ] = "local0"  # fmt: skip
+    app_name: str = "mugai"
+    hostname: str = ""  # empty ⇒ [smtp] hostname
+    # RFC 5426: receivers must take 480 octets and should take 2048 over UDP.
+    max_bytes: int = Field(2048, ge=480, le=65_000)
+    timeout: Duration = 5.0
+    interval: Duration = 5.0
+
+    @field_validator("target")
+    @classmethod
+    def _target(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return ""
+        scheme, _, rest = value.partition(":")
+        if scheme not in ("udp", "tcp", "unix") or not rest:
+            raise ValueError(
+                f"syslog target must be udp:host:port, tcp:host:port or unix:/path: {value!r}"
+            )
+        if scheme != "unix":
+            host, port = split_hostport(rest, 514)
+            if not host or not 0 < port <= 65535:
+                raise ValueError(f"syslog target needs host:port: {value!r}")
+        return value
+
+
+class AuthSettings(_Section):
+    # Verify DKIM signatures of the original (DNS look-ups for the signers' keys).
+    verify_dkim: bool = True
+    # authserv-ids whose Authentication-Results (SPF/DMARC) are believed: the upstream MTA or
+    # the prefectural security cloud. Empty ⇒ none are believed.
+    trusted_authserv_ids: list[str] = []
+    # Only headers above this many Received lines (from the top) count as the trusted hop's.
+    trusted_hops: int = Field(1, ge=1, le=10)
+    # Prepended to the subject when the verdict is "suspicious" (e.g. "【なりすましの疑い】").
+    subject_tag: str = ""
+    # Resolvers for DKIM keys (empty ⇒ the system's); the timeout bounds the whole look-up.
+    nameservers: list[str] = []
+    dns_timeout: Duration = 2.0
+
+    @field_validator("subject_tag")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if any(c in value for c in "\r\n\x00") or len(value) > 64:
+            raise ValueError("subject_tag must be one short line")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MUGAI_", env_nested_delimiter="__", extra="forbid"
@@ -309,6 +383,9 @@ class Settings(BaseSettings):
     unlock: UnlockSettings = UnlockSettings()
     release: ReleaseSettings = ReleaseSettings()
     audit: AuditSettings = AuditSettings()
+    report: ReportSettings = ReportSettings()  # issue 16
+    syslog: SyslogSettings = SyslogSettings()  # issue 16
+    auth: AuthSettings = AuthSettings()  # issue 16
 
     @model_validator(mode="after")
     def _limits_agree(self) -> Settings:

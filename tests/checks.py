@@ -18,6 +18,7 @@ ALLOWED_HEADERS = {
     "received", "from", "to", "cc", "reply-to", "subject", "date", "message-id",
     "in-reply-to", "references", "x-mugai-id", "x-mugai-sanitized", "mime-version",
     "content-type", "content-transfer-encoding", "content-disposition",
+    "authentication-results",  # issue 16: ours only (authserv-id = our hostname)
 }  # fmt: skip
 ALLOWED_TYPES = {"application/pdf", "image/png", "image/jpeg", "text/plain", "text/csv"}
 ACTIVE_PDF_KEYS = {
@@ -76,6 +77,7 @@ def check_delivered(data: bytes) -> EmailMessage:
     assert isinstance(msg, EmailMessage)
     names = {k.lower() for k in msg.keys()}
     assert names <= ALLOWED_HEADERS, names - ALLOWED_HEADERS
+    assert len(msg.get_all("Authentication-Results") or []) <= 1  # issue 16: never upstream's
     assert msg["X-Mugai-Id"]
     body = msg.get_body(("plain",))
     assert body is not None and body.get_content_charset() == "utf-8"

@@ -12,6 +12,7 @@ from gateway.api.deps import GatewayPorts, auth_middleware
 from gateway.api.guard import Guard
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens, unlock
+from gateway.api.routes import reports as monthly_reports  # issue 16
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -40,6 +41,7 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.middleware("http")(auth_middleware)
     for module in (health, messages, releases, audit, tokens, files, unlock):
         app.include_router(module.router)
+    app.include_router(monthly_reports.router)  # issue 16: GET /api/v1/reports/monthly
     console.install(app)  # the web console at / (same store, roles and release flow)
 
     @app.middleware("http")

@@ -35,6 +35,8 @@ KINDS = frozenset(
     }
 )  # fmt: skip
 
+KINDS = KINDS | {"msg"}  # issue 16: Outlook .msg (gateway/sanitize/msg.py)
+
 HEAD = 256 * 1024  # what libmagic and the text heuristics see
 TAIL = 64 * 1024 + 22  # a ZIP end record (with its longest comment) lies in here
 PDF_HEADER_WINDOW = 1024  # Acrobat accepts %PDF anywhere in the first KiB
@@ -77,6 +79,8 @@ _KIND_FAMILY = {
     "disk_image": "executable", "onenote": "onenote",
 }  # fmt: skip
 
+_KIND_FAMILY["msg"] = "mail"  # issue 16: an Outlook message is a mail like .eml
+
 _EXT_FAMILY: dict[str, str] = {}
 for _fam, _exts in {
     "text": "txt csv tsv log md text",
@@ -94,7 +98,10 @@ for _fam, _exts in {
     for _e in _exts.split():
         _EXT_FAMILY[_e] = _fam
 
+_EXT_FAMILY["msg"] = "mail"  # issue 16
+
 _MIME_FAMILY_EXACT = {
+    "application/vnd.ms-outlook": "mail",  # issue 16
     "application/pdf": "pdf",
     "application/msword": "document",
     "application/rtf": "document",
@@ -538,8 +545,12 @@ def _ole_kind(data: bytes, filename: str, declared: str, flags: set[str]) -> str
                 flags.add("macros")
         elif ole.root is not None and str(ole.root.clsid).upper().startswith("000C108"):
             return "executable"  # MSI / MSP installer database
+        elif "__properties_version1.0" in top and any(
+            t.startswith(("__substg1.0_", "__attach_version1.0_")) for t in top
+        ):
+            return "msg"  # issue 16: Outlook message (MS-OXMSG), see gateway/sanitize/msg.py
         else:
-            return "unknown"  # Outlook .msg, Works, Visio, ...: no sanitizer
+            return "unknown"  # Works, Visio, ...: no sanitizer
     finally:
         ole.close()
     if _office_encrypted(data):

@@ -68,7 +68,9 @@ def _line(level: int, report: PartReport, lang: str) -> str:
             )
         else:
             reasons = " [" + ", ".join(report.reasons) + "]"
-    return f"{indent}- {name} ({report.detected_type or report.declared_type}): {what}{reasons}"
+    line = f"{indent}- {name} ({report.detected_type or report.declared_type}): {what}{reasons}"
+    label = "画像内のQRコード" if lang == "ja" else "QR code in image"  # issue 16
+    return "\n".join([line, *(f"{indent}  {label}: {t}" for t in report.qr)])
 
 
 def render_notice(

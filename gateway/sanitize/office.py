@@ -45,6 +45,7 @@ from gateway.sanitize import pdf, sandbox
 from gateway.sanitize.base import Context
 from gateway.sanitize.names import clean_name
 from gateway.sanitize.sandbox import Limits, NetworkMode
+from gateway.sanitize.sheet_notes import reasons_and_detail, record_notes, take_notes  # issue 16
 from gateway.settings import SanitizeSettings
 
 log = logging.getLogger(__name__)
@@ -295,6 +296,7 @@ class _Worker:
             raise ConversionFailed(f"LibreOffice failed ({detail})")
         if not reply.get("ok"):
             raise ConversionFailed(f"LibreOffice could not convert ({_short(reply.get('error'))})")
+        record_notes(reply)  # issue 16: hidden / shrunk sheets, for the notice
         if not self.alive():
             self.restart("soffice died")
         return _read_pdf(dst, self._pool.max_output_mb * 1024 * 1024)
@@ -454,7 +456,9 @@ def sanitize_office(data: bytes, filename: str, detected: Detected, ctx: Context
     if ctx.office is None:
         raise ConversionFailed("no office converter")
     # Pages are unknown before conversion: the floor of the conversion budget applies.
+    take_notes()  # issue 16: nothing left over from an earlier document
     pdf_bytes = ctx.office.to_pdf(data, suffix, timeout=ctx.limits.min_seconds)
+    sheet_reasons, sheet_detail = reasons_and_detail(take_notes())  # issue 16
     stem = clean_name(filename, "pdf").removesuffix(".pdf")
     clean = pdf.render_pdf_to_clean_pdf(pdf_bytes, stem, ctx)
     # The output is pixels: whatever macros the original carried are gone; say so.
@@ -462,6 +466,7 @@ def sanitize_office(data: bytes, filename: str, detected: Detected, ctx: Context
     return SanitizeResult(
         files=(clean,),
         action=Action.CONVERTED,
-        reasons=reasons,
-        detail=f"converted by LibreOffice, rendered to images ({ctx.limits.dpi} dpi)",
+        reasons=(*reasons, *sheet_reasons),  # issue 16
+        detail=f"converted by LibreOffice, rendered to images ({ctx.limits.dpi} dpi)"
+        + (f"; {sheet_detail}" if sheet_detail else ""),  # issue 16
     )

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 
 from gateway.errors import (
     Encrypted,
@@ -24,6 +25,8 @@ from gateway.mime.detect import detect
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
 from gateway.sanitize import archive, eml, image, office, pdf, text, tnef
 from gateway.sanitize.base import ALLOWED_OUTPUT_TYPES, Context, Sanitizer
+from gateway.sanitize.msg import sanitize_msg  # issue 16
+from gateway.sanitize.qr import inspect as qr_inspect  # issue 16
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ _OFFICE_KINDS = (
 )  # fmt: skip
 _IMAGE_KINDS = ("png", "jpeg", "gif", "bmp", "tiff", "webp")
 _ARCHIVE_KINDS = ("zip", "tar", "gzip", "bzip2", "xz", "7z")
+_QR_KINDS = frozenset({"pdf", *_OFFICE_KINDS, *_IMAGE_KINDS})  # issue 16: leaf sanitizers only
 
 REGISTRY: Mapping[str, Sanitizer] = {
     "text": text.sanitize_text,
@@ -44,6 +48,7 @@ REGISTRY: Mapping[str, Sanitizer] = {
     **{kind: archive.sanitize_archive for kind in _ARCHIVE_KINDS},
     "tnef": tnef.sanitize_tnef,
     "eml": eml.sanitize_eml,
+    "msg": sanitize_msg,  # issue 16: Outlook .msg
 }
 
 # Magic prefixes of what each allowed output type must look like.
@@ -125,8 +130,14 @@ def sanitize_part(
     files: tuple[CleanFile, ...] = ()
     children: tuple[PartReport, ...] = ()
     detail = ""
+    qr_texts: tuple[str, ...] = ()  # issue 16
     try:
         result = _run(data, filename, detected, ctx, registry)
+        if detected.kind in _QR_KINDS and result.files:  # issue 16: QR codes we deliver
+            # Before ``files`` is set: a failed check must leave nothing to deliver.
+            qr_files, qr_texts, masked = qr_inspect(result.files, ctx)
+            qr_reason = ("qr_masked" if masked else "qr_listed",) if qr_texts else ()
+            result = replace(result, files=qr_files, reasons=(*result.reasons, *qr_reason))
         files, action, reasons = result.files, result.action, result.reasons
         children, detail = result.children, result.detail
         if not files:
@@ -155,5 +166,6 @@ def sanitize_part(
         seconds=round(time.monotonic() - started, 3),
         children=children,
         detail=detail[:500],
+        qr=qr_texts,  # issue 16
     )
     return report, files

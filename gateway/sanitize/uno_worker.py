@@ -93,13 +93,58 @@ def _convert(desktop: Any, src: str, dst: str) -> dict[str, Any]:
         name = _filter_for(doc)
         if name is None:
             return {"ok": False, "error": "no pdf filter for this document", "fatal": False}
+        sheets = _fit_sheets(doc) if name == "calc_pdf_Export" else {}  # issue 16
         doc.storeToURL(uno.systemPathToFileUrl(dst), _props(FilterName=name, Overwrite=True))
-        return {"ok": True, "filter": name}
+        return {"ok": True, "filter": name, **sheets}
     finally:
         try:
             doc.close(True)
         except Exception:  # a vetoed/odd close must not mask the result
             doc.dispose()
+
+
+# --- issue 16: wide sheets ---------------------------------------------------------------
+_MAX_COLUMNS, _MAX_SHEETS = 1024, 256
+_READABLE_SCALE = 0.5  # below half size a printed table is hard to read
+
+
+def _fit_sheets(doc: Any) -> dict[str, Any]:
+    """Each visible sheet's page style: as wide as its used range (or print area), as many
+    pages down as needed, landscape when the range is wider than tall. Hidden sheets are not
+    printed (LibreOffice skips them) and are named in the reply for the notice."""
+    hidden: list[str] = []
+    small: list[str] = []
+    styles = doc.StyleFamilies.getByName("PageStyles")
+    sheets = doc.Sheets
+    for i in range(min(sheets.Count, _MAX_SHEETS)):
+        sheet = sheets.getByIndex(i)
+        if not sheet.IsVisible:
+            hidden.append(str(sheet.Name)[:100])
+            continue
+        areas = sheet.getPrintAreas()
+        if areas:
+            a = areas[0]  # keep a print area the author set
+            rng = sheet.getCellRangeByPosition(a.StartColumn, a.StartRow, a.EndColumn, a.EndRow)
+        else:
+            cursor = sheet.createCursor()
+            cursor.gotoEndOfUsedArea(False)
+            end = cursor.RangeAddress
+            rng = sheet.getCellRangeByPosition(
+                0, 0, min(end.EndColumn, _MAX_COLUMNS - 1), end.EndRow
+            )
+        size = rng.Size  # 1/100 mm
+        style = styles.getByName(sheet.PageStyle)
+        landscape = size.Width > size.Height
+        if bool(style.IsLandscape) != landscape:
+            width, height = style.Width, style.Height
+            style.IsLandscape = landscape
+            style.Width, style.Height = height, width
+        style.ScaleToPagesX = 1
+        style.ScaleToPagesY = 0  # as many pages down as the rows need
+        printable = style.Width - style.LeftMargin - style.RightMargin
+        if size.Width > 0 and printable / size.Width < _READABLE_SCALE:
+            small.append(str(sheet.Name)[:100])
+    return {"hidden_sheets": hidden, "small_sheets": small}
 
 
 def _alive(desktop: Any) -> bool:
