@@ -143,3 +143,13 @@ class UnsafePath(PartRefused):
     """An archive member named with ../, an absolute path or a drive letter."""
 
     reason = "unsafe_path"
+
+
+# --- issue 11: the converter jail ---
+
+
+class IsolationUnavailable(ConversionFailed):
+    """The jail (bubblewrap + seccomp) cannot be built on this host: nothing is converted
+    without it, the part is withheld (fail closed); /readyz and check-config say why."""
+
+    reason = "isolation_unavailable"

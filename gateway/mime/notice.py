@@ -36,6 +36,7 @@ REASONS_JA: dict[str, str] = {
     "signature_removed": "電子署名（無害化後は検証できないため削除）",
     "internal_error": "内部エラー",
     "empty_result": "変換結果が空",
+    "isolation_unavailable": "変換用の隔離環境を利用できないため変換せず保留",
 }
 
 ACTIONS_JA = {
