@@ -93,7 +93,8 @@ def command(
     """
     if not argv:
         raise ValueError("empty argv")
-    if shutil.which(BWRAP) is None:
+    bwrap = shutil.which(BWRAP)
+    if bwrap is None:
         raise IsolationUnavailable("bubblewrap (bwrap) is not installed")
     fds: list[int] = []
     try:
@@ -113,7 +114,7 @@ def command(
             os.close(fd)
         raise
     args = [
-        BWRAP,
+        bwrap,
         "--unshare-all",
         "--unshare-user",
         "--disable-userns",
@@ -143,7 +144,9 @@ def command(
         args += ["--bind", workdir, INSIDE_TMP]
     else:
         args += ["--size", str(tmp_mb * 1024 * 1024), "--tmpfs", INSIDE_TMP]
-    args += ["--chdir", INSIDE_TMP, "--seccomp", str(fd_seccomp)]
+    # The jail's root is a tmpfs holding only mount points: read-only, so nothing can be
+    # written anywhere but the bounded /tmp.
+    args += ["--remount-ro", "/", "--chdir", INSIDE_TMP, "--seccomp", str(fd_seccomp)]
     if status_fd is not None:
         args += ["--json-status-fd", str(status_fd)]
     return [*args, "--", *rlimits, *argv], fds
