@@ -367,7 +367,7 @@ class OfficePool:
         """Temporary directory holding the workers' profiles and documents."""
         with self._base_lock:
             if self._base is None:
-                self._base = Path(tempfile.mkdtemp(prefix="mugai-office-"))
+                self._base = Path(sandbox.work_dir("office"))
             return self._base
 
     def start(self) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -34,6 +35,7 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 from gateway.errors import IsolationUnavailable
@@ -122,6 +124,8 @@ def _environment(env: Mapping[str, str] | None, home: str) -> dict[str, str]:
         "TMPDIR": home,
         "OMP_THREAD_LIMIT": "1",
     }
+    if _instance:
+        base[_INSTANCE_VAR] = _instance
     if env:
         base.update(env)
     return base
@@ -130,6 +134,64 @@ def _environment(env: Mapping[str, str] | None, home: str) -> dict[str, str]:
 def python_child(module: str) -> list[str]:
     """argv running ``python -I -m module`` with this interpreter (isolated mode)."""
     return [sys.executable, "-I", "-m", module]
+
+
+# --- leftovers of a previous run -------------------------------------------------------------
+
+# Every child carries MUGAI_INSTANCE=<tag of this instance's data_dir> in its environment, so
+# that start-up can find what a previous run of the same instance left behind. In the jail
+# nothing is left (PID namespace + --die-with-parent); this is for isolation "off", for a
+# jail a future bug lets out, and for work directories.
+_INSTANCE_VAR = "MUGAI_INSTANCE"
+_instance = ""
+
+
+def set_instance(data_dir: str | os.PathLike[str]) -> str:
+    """Tag children with this instance (derived from its data_dir); returns the tag."""
+    global _instance
+    real = os.path.realpath(os.fspath(data_dir))
+    _instance = hashlib.sha256(real.encode()).hexdigest()[:16]
+    return _instance
+
+
+def instance_tag() -> str:
+    return _instance or "none"
+
+
+def _tagged(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return marker in fh.read(1024 * 1024).split(b"\0")
+    except OSError:
+        return False
+
+
+def reap_leftovers() -> int:
+    """At start-up: SIGKILL processes and remove work directories of a previous run of this
+    instance (same tag, not descendants of this process); returns how many were killed."""
+    if not _instance:
+        return 0
+    marker = f"{_INSTANCE_VAR}={_instance}".encode()
+    mine = {os.getpid(), *descendants(os.getpid())}
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        pid = int(entry)
+        if _tagged(pid, marker):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    for leftover in Path(tempfile.gettempdir()).glob(f"mugai-*-{_instance}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if killed:
+        log.warning("killed %d converter processes left by a previous run", killed)
+    return killed
+
+
+def work_dir(kind: str) -> str:
+    """A new private temporary directory for converter work, tagged with this instance."""
+    return tempfile.mkdtemp(prefix=f"mugai-{kind}-{instance_tag()}-")
 
 
 # --- killing -------------------------------------------------------------------------------
@@ -219,7 +281,7 @@ def _prepare(
             argv, _rlimit_prefix(limits), workdir=workdir, tmp_mb=limits.tmp_mb
         )
         return _Prepared(full, _environment(env, jail.INSIDE_TMP), None, fds, None, True)
-    home = tempfile.mkdtemp(prefix="mugai-home-")
+    home = work_dir("home")
     return _Prepared(
         [*_rlimit_prefix(limits), *argv], _environment(env, home), workdir or home, [], home, False
     )
