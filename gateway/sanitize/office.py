@@ -68,6 +68,9 @@ _DRIVER_OUTPUT_BYTES = 64 * 1024
 # RLIMIT_CPU is cumulative over a listener's life; the per-document wall clock and
 # recycling bound the real use, this only stops a runaway that escapes both.
 _LISTENER_CPU_SECONDS = 6 * 3600
+# RLIMIT_NPROC per jail (its own user namespace): soffice runs a few dozen threads.
+_LISTENER_PROCESSES = 512
+_DRIVER_PROCESSES = 64
 _PIPE_DIR = Path("/tmp")  # where LibreOffice's osl layer puts its pipe sockets (no jail)
 
 # Detected kind → file suffix LibreOffice sees (its type detection uses it as a hint).
@@ -203,6 +206,7 @@ class _Worker:
                 memory_mb=self._pool.memory_mb,
                 cpu_seconds=_LISTENER_CPU_SECONDS,
                 max_file_mb=self._pool.max_output_mb,
+                max_processes=_LISTENER_PROCESSES,
             ),
             network=self._pool.network,
             workdir=str(self._dir),
@@ -255,6 +259,7 @@ class _Worker:
                 seconds=seconds,
                 memory_mb=_DRIVER_MEMORY_MB,
                 max_output_bytes=_DRIVER_OUTPUT_BYTES,
+                max_processes=_DRIVER_PROCESSES,
             ),
             network=self._pool.network,
             workdir=None if self._dir is None else str(self._dir),
@@ -450,6 +455,7 @@ class OfficePool:
                         memory_mb=self.memory_mb,
                         max_file_mb=self.max_output_mb,
                         max_output_bytes=_DRIVER_OUTPUT_BYTES,
+                        max_processes=_LISTENER_PROCESSES,
                     ),
                     network=self.network,
                     workdir=str(work),

@@ -293,3 +293,50 @@ def test_check_config_reports_the_converter_jail(tmp_path: Path) -> None:
     res = _mugai("check-config", env={"PATH": "/nonexistent", "LANG": "C.UTF-8"})
     assert res.returncode == 1
     assert "converter jail UNAVAILABLE" in res.stderr and "withheld" in res.stderr
+
+
+UNPRIVILEGED = (
+    "import json, sys\n"
+    "from gateway.sanitize import sandbox\n"
+    "r = sandbox.run(['/usr/bin/python3', '-I', '-c', sys.argv[1]], stdin=b'',\n"
+    "    limits=sandbox.Limits(seconds=30, memory_mb=512, max_processes=32))\n"
+    "print(json.dumps([r.returncode, r.stdout.decode()]))\n"
+)
+BOMB = (
+    "import os, sys, time\n"
+    "n = 0\n"
+    "try:\n"
+    "    for _ in range(300):\n"
+    "        if os.fork() == 0:\n"
+    "            os.execv('/usr/bin/python3', ['python3', '-c', 'import time; time.sleep(1000)',"
+    " sys.argv[1]])\n"
+    "        n += 1\n"
+    "except OSError as e:\n"
+    "    print('blocked after', n, e.errno)\n"
+    "else:\n"
+    "    print('forked', n)\n"
+)
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="runs the gateway side as uid 65534 via setpriv")
+def test_fork_bomb_is_stopped_for_an_unprivileged_gateway() -> None:
+    # The deployed gateway runs as its own user (systemd User=, the image's USER). There the
+    # jail's RLIMIT_NPROC, counted per jail user namespace, stops a fork bomb outright.
+    token = f"mugai-bomb-{os.urandom(4).hex()}"
+    site = next(p for p in sys.path if p.endswith("site-packages"))
+    done = subprocess.run(
+        [
+            "setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+            "/usr/bin/python3", "-c", UNPRIVILEGED, BOMB.replace("sys.argv[1]", repr(token)),
+        ],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}:{site}", "LANG": "C.UTF-8"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    returncode, out = json.loads(done.stdout.splitlines()[-1])
+    assert out.startswith("blocked after"), out
+    assert int(out.split()[2]) < 32 and out.split()[3] == "11"  # EAGAIN at the limit
+    assert _none_left(token) == []
