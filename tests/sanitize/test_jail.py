@@ -340,3 +340,27 @@ def test_fork_bomb_is_stopped_for_an_unprivileged_gateway() -> None:
     assert out.startswith("blocked after"), out
     assert int(out.split()[2]) < 32 and out.split()[3] == "11"  # EAGAIN at the limit
     assert _none_left(token) == []
+
+
+def test_probe_through_the_registry_dispatch(instance: dict[str, Any]) -> None:
+    # The probe as a converter plugin in the real dispatch (sanitize_part, output checks),
+    # registered only in this test's own registry, with the default settings.
+    from gateway.sanitize.registry import REGISTRY, sanitize_part
+    from gateway.settings import SanitizeSettings
+
+    def plugin(data: bytes, filename: str, detected: Detected, ctx: Context) -> SanitizeResult:
+        out = probe_converter(data, json.dumps(instance["targets"]), detected, ctx)
+        report = out.files[0].data
+        return SanitizeResult(
+            files=(CleanFile("report.txt", "text/plain", report),), action=Action.CONVERTED
+        )
+
+    settings = SanitizeSettings()
+    ctx = Context(limits=settings, pages=PageBudget(settings.max_pages_per_message))
+    report, files = sanitize_part(
+        PROBE, "probe.txt", "text/plain", ctx, "2", registry={**REGISTRY, "text": plugin}
+    )
+    assert report.action is Action.CONVERTED, report
+    results = json.loads(files[0].data)
+    _check(results, instance)
+    assert _none_left(instance["token"]) == []
