@@ -43,6 +43,7 @@ MAX_ZIP_ENTRIES = 100_000  # central directories bigger than this are not inspec
 MAX_META_MEMBER = 512 * 1024  # [Content_Types].xml / mimetype: read at most this much
 MAX_OLE_BYTES = 64 * 1024 * 1024
 MAX_VBA_SCAN_BYTES = 32 * 1024 * 1024
+_VBA_SCAN_SECONDS = 60.0
 MAX_BIFF_RECORDS = 20_000
 TRAILING_SLACK = 16  # bytes of padding tolerated after an end marker
 
@@ -578,20 +579,29 @@ def _xls_has_xlm(ole: olefile.OleFileIO, stream: str) -> bool:
 
 
 def _olevba_macros(data: bytes) -> bool:
-    # PowerPoint hides VBA inside its document stream; olevba knows where.
+    # PowerPoint hides VBA inside its document stream; olevba knows where. oletools parses
+    # attacker structure, so it runs in the converter jail (inspect_child); this side accepts
+    # exactly "0" or "1". An unreadable file is "no macros" as before; a jail that cannot run
+    # says "macros" (the cautious answer: only a "macros_removed" note, the document is
+    # converted to pixels either way).
     if len(data) > MAX_VBA_SCAN_BYTES:
         return False
-    try:
-        from oletools.olevba import VBA_Parser
+    from gateway.errors import IsolationUnavailable
+    from gateway.sanitize import sandbox
 
-        logging.getLogger("olevba").setLevel(logging.CRITICAL)
-        parser = VBA_Parser("document.ppt", data=data)
-        try:
-            return bool(parser.detect_vba_macros())
-        finally:
-            parser.close()
-    except Exception:
+    try:
+        result = sandbox.run(
+            [*sandbox.python_child("gateway.sanitize.inspect_child"), "olevba"],
+            stdin=data,
+            limits=sandbox.Limits(
+                seconds=_VBA_SCAN_SECONDS, memory_mb=1024, max_processes=16, max_output_bytes=16
+            ),
+        )
+    except IsolationUnavailable:
+        return True
+    if result.returncode == 3 and result.killed is None:
         return False
+    return not (result.returncode == 0 and result.stdout == b"0\n")
 
 
 def _office_encrypted(data: bytes) -> bool:

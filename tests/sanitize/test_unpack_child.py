@@ -1,4 +1,4 @@
-"""7z is unpacked in the jail; the trusted side believes nothing the unpacker says unbounded.
+"""7z and olevba run in the jail; the trusted side believes nothing the unpacker says unbounded.
 
 The records are what a compromised ``unpack_child`` could send (failure injection by writing
 its output directly): lies about sizes, types, names, counts and the end of the stream.
@@ -7,6 +7,7 @@ its output directly): lies about sizes, types, names, counts and the end of the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,35 @@ def test_7z_is_never_parsed_without_the_jail(monkeypatch: pytest.MonkeyPatch) ->
     try:
         with pytest.raises(IsolationUnavailable):
             run(data, "a.7z")
+    finally:
+        monkeypatch.undo()
+        jail.reset_probe()
+
+
+# --- olevba in the jail ------------------------------------------------------------------------
+
+VBA_PPT = "adversarial/office/oletools/olevba__sample_with_vba.ppt"
+CLEAN_PPT = "documents/dangerzone/sample-ppt.ppt"
+
+
+def test_powerpoint_vba_is_found_by_the_jailed_olevba(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from oletools import olevba
+
+    from gateway.mime.detect import detect
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("olevba ran in the gateway process")
+
+    monkeypatch.setattr(olevba, "VBA_Parser", boom)  # only the jailed child may parse
+    assert "macros" in detect((corpus / VBA_PPT).read_bytes(), "a.ppt").flags
+    assert "macros" not in detect((corpus / CLEAN_PPT).read_bytes(), "a.ppt").flags
+    # Fault injection: no jail. The cautious answer, and still nothing parsed in-process.
+    monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
+    jail.reset_probe()
+    try:
+        assert "macros" in detect((corpus / CLEAN_PPT).read_bytes(), "a.ppt").flags
     finally:
         monkeypatch.undo()
         jail.reset_probe()
