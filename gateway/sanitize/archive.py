@@ -615,31 +615,44 @@ def _sevenzip_entries(data: bytes, ctx: Context, budget: _Budget) -> Iterator[_E
 
 
 def _parse_sevenzip_records(out: bytes, max_entries: int, budget: _Budget) -> list[_Entry]:
+    return parse_records(out, max_entries, budget.take, what="7z")
+
+
+def parse_records(
+    out: bytes,
+    max_entries: int,
+    take: Callable[[int], None],
+    *,
+    what: str,
+    check_names: bool = True,
+) -> list[_Entry]:
+    """Entries from an ``unpack_child`` record stream, every field bounded and re-checked;
+    ``take(size)`` charges a member's size before its bytes are believed."""
     entries: list[_Entry] = []
     names: set[str] = set()
     pos = 0
     while True:
         nl = out.find(b"\n", pos, pos + _RECORD_LINE_MAX)
         if nl < 0:
-            raise ConversionFailed("7z unpacker output truncated or malformed")
+            raise ConversionFailed(f"{what} unpacker output truncated or malformed")
         try:
             record = json.loads(out[pos:nl])
         except ValueError:
-            raise ConversionFailed("7z unpacker output malformed") from None
+            raise ConversionFailed(f"{what} unpacker output malformed") from None
         pos = nl + 1
         if not isinstance(record, dict):
-            raise ConversionFailed("7z unpacker output malformed")
+            raise ConversionFailed(f"{what} unpacker output malformed")
         if record.get("end") is True and len(record) == 1:
             if pos != len(out):
-                raise ConversionFailed("7z unpacker wrote past its end")
+                raise ConversionFailed(f"{what} unpacker wrote past its end")
             return entries
         error = record.get("error")
         if error is not None:
             if error == "encrypted":
                 raise Encrypted(PPAP_DETAIL)
             if error in ("bomb", "too_many"):
-                raise ArchiveLimit(f"7z archive over the limits ({error})")
-            raise ConversionFailed("unreadable 7z archive")
+                raise ArchiveLimit(f"{what} archive over the limits ({error})")
+            raise ConversionFailed(f"unreadable {what} archive")
         name, kind, size = record.get("name"), record.get("kind"), record.get("size")
         if (
             set(record) != {"name", "kind", "size"}
@@ -651,16 +664,16 @@ def _parse_sevenzip_records(out: bytes, max_entries: int, budget: _Budget) -> li
             or size < 0
             or (kind != "file" and size != 0)
         ):
-            raise ConversionFailed("7z unpacker sent an invalid record")
+            raise ConversionFailed(f"{what} unpacker sent an invalid record")
         if len(entries) >= max_entries:
-            raise ArchiveLimit("too many entries in the 7z archive")
+            raise ArchiveLimit(f"too many entries in the {what} archive")
         if kind == "file":
-            budget.take(size)  # before the bytes are believed
+            take(size)  # before the bytes are believed
             if pos + size > len(out):
-                raise ConversionFailed("7z unpacker output truncated")
+                raise ConversionFailed(f"{what} unpacker output truncated")
             content = out[pos : pos + size]
             pos += size
-            if _logical_name(name)[1] or name in names:
+            if check_names and (_logical_name(name)[1] or name in names):
                 entries.append(_Entry(name, "refused", refusal=PartRefused("unsafe name")))
             else:
                 entries.append(_Entry(name, "file", lambda c=content: c))  # type: ignore[misc]

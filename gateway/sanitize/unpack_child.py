@@ -1,8 +1,9 @@
-"""Runs INSIDE the jail: unpacks an untrusted 7z archive (py7zr and its C codecs).
+"""Runs INSIDE the jail: unpacks untrusted 7z archives (py7zr and its C codecs) and TNEF.
 
 Usage (archive on stdin, records on stdout)::
 
     python -I -m gateway.sanitize.unpack_child 7z MAX_ENTRIES MAX_BYTES
+    python -I -m gateway.sanitize.unpack_child tnef MAX_ENTRIES MAX_BYTES
 
 Output: one record per entry, each a JSON header line ``{"name", "kind", "size"}`` followed, for
 ``kind == "file"``, by exactly ``size`` bytes of content; then a final line ``{"end": true}``,
@@ -111,13 +112,89 @@ def sevenzip(data: bytes, max_entries: int, max_bytes: int, out: IO[bytes]) -> i
     return 0
 
 
+# --- TNEF (winmail.dat) -------------------------------------------------------------------
+
+
+def tnef(data: bytes, max_entries: int, max_bytes: int, out: IO[bytes]) -> int:
+    import logging
+
+    import tnefparse
+
+    logging.getLogger("tnefparse").setLevel(logging.ERROR)
+    try:
+        parsed = tnefparse.TNEF(data, do_checksum=False)
+        members: list[tuple[str, bytes]] = []
+        for i, att in enumerate(parsed.attachments, start=1):
+            content = att.data if isinstance(att.data, bytes) else b""
+            members.append((_attachment_name(att, i), content))
+        members.extend(_bodies(parsed))
+    except Exception as exc:  # noqa: BLE001 - tnefparse raises all sorts on malformed input
+        _line(out, {"error": "unreadable", "detail": type(exc).__name__[:60]})
+        return 0
+    if len(members) > max_entries:
+        _line(out, {"error": "too_many", "detail": len(members)})
+        return 0
+    if sum(len(c) for _, c in members) > max_bytes:
+        _line(out, {"error": "bomb"})
+        return 0
+    for name, content in members:
+        _line(out, {"name": name[:255] or "attachment.dat", "kind": "file", "size": len(content)})
+        out.write(content)
+    _line(out, {"end": True})
+    return 0
+
+
+def _attachment_name(att: object, i: int) -> str:
+    try:
+        name = att.long_filename()  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        name = None
+    if isinstance(name, bytes):
+        name = _decode(name, getattr(att, "codepage", None))
+    if not isinstance(name, str) or not name.strip("\x00 "):
+        raw = getattr(att, "_name", b"")
+        name = _decode(raw, getattr(att, "codepage", None)) if isinstance(raw, bytes) else raw
+    name = str(name or "").strip("\x00 ")
+    return name or f"attachment{i}.dat"
+
+
+def _decode(raw: bytes, codepage: object) -> str:
+    for codec in (str(codepage) if codepage else "cp1252", "utf-8", "cp932"):
+        try:
+            return raw.decode(codec).strip("\x00")
+        except (UnicodeDecodeError, LookupError):
+            continue
+    return raw.decode("latin-1").strip("\x00")
+
+
+def _bodies(parsed: object) -> list[tuple[str, bytes]]:
+    out: list[tuple[str, bytes]] = []
+    try:  # compressed RTF is decoded lazily and may be garbage: keep the attachments then
+        rtf = parsed.rtfbody if getattr(parsed, "_rtfbody", None) else None  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001
+        rtf = None
+    if isinstance(rtf, bytes) and rtf.lstrip().startswith(b"{\\rt"):
+        out.append(("body.rtf", rtf))  # only when it really decompressed to RTF
+    html = getattr(parsed, "htmlbody", None)
+    if html:
+        out.append(("body.html", html.encode("utf-8") if isinstance(html, str) else html))
+    if not out:
+        body = getattr(parsed, "body", None)
+        if body:
+            out.append(("body.txt", body.encode("utf-8") if isinstance(body, str) else body))
+    return out
+
+
+_COMMANDS = {"7z": sevenzip, "tnef": tnef}
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 4 or argv[1] != "7z":
-        print("usage: unpack_child 7z MAX_ENTRIES MAX_BYTES", file=sys.stderr)
+    if len(argv) != 4 or argv[1] not in _COMMANDS:
+        print("usage: unpack_child 7z|tnef MAX_ENTRIES MAX_BYTES", file=sys.stderr)
         return 2
     data = sys.stdin.buffer.read()
     out = sys.stdout.buffer
-    code = sevenzip(data, int(argv[2]), int(argv[3]), out)
+    code = _COMMANDS[argv[1]](data, int(argv[2]), int(argv[3]), out)
     out.flush()
     return code
 

@@ -140,3 +140,48 @@ def test_powerpoint_vba_is_found_by_the_jailed_olevba(
     finally:
         monkeypatch.undo()
         jail.reset_probe()
+
+
+# --- TNEF in the jail --------------------------------------------------------------------------
+
+
+def test_tnef_is_never_parsed_without_the_jail(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tnefparse
+
+    from tests.sanitize import test_tnef
+
+    data = test_tnef.make_tnef([(b"a.txt", b"hello")])
+    assert [f.filename for f in test_tnef.run(data).files]  # with the jail: unpacked
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tnefparse ran in the gateway process")
+
+    monkeypatch.setattr(tnefparse, "TNEF", boom)
+    monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
+    jail.reset_probe()
+    try:
+        with pytest.raises(IsolationUnavailable):
+            test_tnef.run(data)
+    finally:
+        monkeypatch.undo()
+        jail.reset_probe()
+
+
+def test_tnef_records_are_bounded_by_the_message_limits() -> None:
+    from gateway.sanitize.archive import parse_records
+
+    total = [0]
+
+    def take(n: int) -> None:
+        total[0] += n
+        if total[0] > 10:
+            raise ArchiveLimit("over")
+
+    out = _rec(name="a", kind="file", size=11) + bytes(11) + END
+    with pytest.raises(ArchiveLimit):
+        parse_records(out, 5, take, what="TNEF", check_names=False)
+    # Duplicate attachment names are normal in TNEF (image001.png twice): kept, renamed later.
+    total[0] = 0
+    twice = _rec(name="a", kind="file", size=1) + b"x" + _rec(name="a", kind="file", size=1) + b"y"
+    entries = parse_records(twice + END, 5, take, what="TNEF", check_names=False)
+    assert [e.kind for e in entries] == ["file", "file"]
