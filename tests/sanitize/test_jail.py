@@ -364,3 +364,25 @@ def test_probe_through_the_registry_dispatch(instance: dict[str, Any]) -> None:
     results = json.loads(files[0].data)
     _check(results, instance)
     assert _none_left(instance["token"]) == []
+
+
+def test_without_the_jail_a_pdf_part_is_withheld_not_converted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Fault injection: bubblewrap missing. The real dispatch removes the part with the reason
+    # isolation_unavailable; nothing is rendered outside the jail.
+    from gateway.sanitize.registry import sanitize_part
+    from gateway.settings import SanitizeSettings
+    from tests.reliability.fakes import tiny_pdf
+
+    settings = SanitizeSettings()
+    ctx = Context(limits=settings, pages=PageBudget(settings.max_pages_per_message))
+    monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
+    jail.reset_probe()
+    try:
+        report, files = sanitize_part(tiny_pdf(), "a.pdf", "application/pdf", ctx, "2")
+    finally:
+        monkeypatch.undo()
+        jail.reset_probe()
+    assert files == ()
+    assert report.action is Action.REMOVED and report.reasons == ("isolation_unavailable",)
