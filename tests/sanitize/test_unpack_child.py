@@ -119,27 +119,63 @@ VBA_PPT = "adversarial/office/oletools/olevba__sample_with_vba.ppt"
 CLEAN_PPT = "documents/dangerzone/sample-ppt.ppt"
 
 
-def test_powerpoint_vba_is_found_by_the_jailed_olevba(
+def test_ole_structure_is_parsed_only_in_the_jail(
     corpus: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import msoffcrypto
+    import olefile
     from oletools import olevba
 
     from gateway.mime.detect import detect
 
     def boom(*args: object, **kwargs: object) -> None:
-        raise AssertionError("olevba ran in the gateway process")
+        raise AssertionError("an OLE parser ran in the gateway process")
 
-    monkeypatch.setattr(olevba, "VBA_Parser", boom)  # only the jailed child may parse
+    # Only the jailed child may parse OLE: in this process every parser explodes.
+    monkeypatch.setattr(olevba, "VBA_Parser", boom)
+    monkeypatch.setattr(olefile, "OleFileIO", boom)
+    monkeypatch.setattr(msoffcrypto, "OfficeFile", boom)
     assert "macros" in detect((corpus / VBA_PPT).read_bytes(), "a.ppt").flags
-    assert "macros" not in detect((corpus / CLEAN_PPT).read_bytes(), "a.ppt").flags
-    # Fault injection: no jail. The cautious answer, and still nothing parsed in-process.
+    clean = detect((corpus / CLEAN_PPT).read_bytes(), "a.ppt")
+    assert clean.kind == "ppt" and "macros" not in clean.flags
+    # Fault injection: no jail. No guess from this side: the name's office kind, whose
+    # converter then withholds the part (isolation_unavailable).
     monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
     jail.reset_probe()
     try:
-        assert "macros" in detect((corpus / CLEAN_PPT).read_bytes(), "a.ppt").flags
+        assert detect((corpus / VBA_PPT).read_bytes(), "a.ppt").kind == "ppt"
     finally:
         monkeypatch.undo()
         jail.reset_probe()
+
+
+def test_ole_answers_of_a_lying_child_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.mime import detect as det
+    from gateway.sanitize import sandbox
+
+    for stdout in (
+        b'{"r": "doc"}\n',  # no macros/encrypted booleans
+        b'{"r": "doc", "macros": 1, "encrypted": false}\n',
+        b'{"r": "doc", "macros": false, "encrypted": false, "x": 1}\n',
+        b'{"r": 5}\n',
+        b"[]\n",
+        b"not json",
+    ):
+
+        def fake_run(*args: object, stdout: bytes = stdout, **kwargs: object) -> sandbox.RunResult:
+            return sandbox.RunResult(0, stdout, b"", 0.0, None)
+
+        monkeypatch.setattr(sandbox, "run", fake_run)
+        assert det._ole_inspect(b"x") is None, stdout
+        flags: set[str] = set()
+        # An unusable answer ⇒ the kind from the name only, no flags believed.
+        assert det._ole_kind(b"x", "a.xls", "", flags) == "xls" and flags == set()
+    monkeypatch.setattr(
+        sandbox,
+        "run",
+        lambda *a, **k: sandbox.RunResult(0, b'{"r": "exe"}\n', b"", 0.0, None),
+    )
+    assert det._ole_kind(b"x", "a.doc", "", set()) == "doc"  # unknown verdicts not believed
 
 
 # --- TNEF in the jail --------------------------------------------------------------------------
