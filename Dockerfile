@@ -25,14 +25,14 @@ ENV LANG=C.UTF-8 \
     PATH=/opt/mugai/venv/bin:/usr/local/bin:/usr/bin:/bin
 # tini is PID 1: soffice.bin is re-parented to PID 1 when a converter group is killed, and
 # something must reap it. LibreOffice runs under Debian's python3 (python3-uno); fonts-noto-cjk
-# or Japanese renders as tofu; bubblewrap gives converters a network namespace when the
+# or Japanese renders as tofu; bubblewrap + libseccomp2 build the converter jail when the
 # container's seccomp/AppArmor policy allows user namespaces (docs/operations.md §2).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       python3 libmagic1 tini ca-certificates \
       libreoffice-writer-nogui libreoffice-calc-nogui libreoffice-impress-nogui python3-uno \
-      fonts-noto-cjk bubblewrap \
+      fonts-noto-cjk bubblewrap libseccomp2 util-linux \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/mugai \
       --shell /usr/sbin/nologin mugai \

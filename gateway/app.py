@@ -14,7 +14,9 @@ from gateway.ingress.watch import FolderWatcher
 from gateway.loopmark import load_key
 from gateway.pipeline import Pipeline
 from gateway.relay import MaildirRelay, Relay, SmtpRelay
+from gateway.sanitize import sandbox
 from gateway.sanitize.base import OfficeConverter
+from gateway.sanitize.jail import isolation_status
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import Spool
@@ -170,6 +172,10 @@ class Gateway:
 async def serve(settings: Settings) -> None:
     from gateway.api.server import start_admin
 
+    # issue 11/13: say whether converters can run; clear what a previous run left.
+    sandbox.set_instance(settings.storage.data_dir)
+    await asyncio.to_thread(sandbox.reap_leftovers)
+    await asyncio.to_thread(isolation_status, settings.sanitize.network_isolation)
     gateway = Gateway(settings)
     await gateway.start()
     warm = getattr(gateway.office, "start", None)

@@ -43,9 +43,64 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from gateway.sanitize.jail import isolation_status
+
     settings = _settings(args.config)
     print(json.dumps(masked_dump(settings), ensure_ascii=False, indent=2))
+    mode = settings.sanitize.network_isolation
+    ok, cause = isolation_status(mode)
+    if not ok:
+        print(f"mugai: converter jail UNAVAILABLE: {cause}", file=sys.stderr)
+        print("mugai: attachments will be withheld (isolation_unavailable)", file=sys.stderr)
+        return EXIT_REMOVED
+    level = "WARNING" if mode == "off" else "ok"
+    print(f"mugai: converter jail {level}: {cause}", file=sys.stderr)
     return EXIT_OK
+
+
+EXIT_JAIL_FAILED = 125  # like env(1)/docker: the wrapper itself failed, not the command
+_JAIL_STDIN_CAP = 64 * 1024 * 1024
+
+
+def cmd_jail(args: argparse.Namespace) -> int:
+    """Run CMD in exactly the converters' jail (binds, seccomp, rlimits); exit = CMD's."""
+    import signal
+
+    from gateway.errors import IsolationUnavailable
+    from gateway.sanitize import jail, sandbox
+
+    settings = _settings(args.config)
+    command = list(args.cmd)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        return _usage("jail: no command given (mugai jail -- CMD [ARGS...])")
+    ok, cause = jail.jail_status()
+    if not ok:
+        print(f"mugai: jail cannot be built: {cause}", file=sys.stderr)
+        return EXIT_JAIL_FAILED
+    stdin = (
+        b"" if sys.stdin is None or sys.stdin.isatty() else sys.stdin.buffer.read(_JAIL_STDIN_CAP)
+    )
+    out = sys.stdout.buffer
+
+    def sink(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    limits = sandbox.Limits(seconds=args.seconds, memory_mb=settings.sanitize.memory_mb)
+    try:
+        result = sandbox.run(command, stdin=stdin, limits=limits, network="required", sink=sink)
+    except IsolationUnavailable as exc:
+        print(f"mugai: jail cannot be built: {exc}", file=sys.stderr)
+        return EXIT_JAIL_FAILED
+    sys.stderr.buffer.write(result.stderr)
+    sys.stderr.flush()
+    if result.killed is not None:
+        print(f"mugai: jail: command killed ({result.killed})", file=sys.stderr)
+    if result.returncode < 0:
+        return 128 + -result.returncode if -result.returncode < 128 else 128 + signal.SIGKILL
+    return result.returncode
 
 
 def cmd_sanitize(args: argparse.Namespace) -> int:
@@ -109,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-config", help="validate and print the effective settings")
     p.add_argument("--config")
     p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("jail", help="run a command inside the converters' jail (host check)")
+    p.add_argument("--config")
+    p.add_argument("--seconds", type=float, default=60.0, help="wall clock (default 60)")
+    p.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD [ARGS...]")
+    p.set_defaults(func=cmd_jail)
 
     p = sub.add_parser("sanitize", help="sanitize files or .eml messages offline")
     p.add_argument("paths", nargs="+", metavar="PATH")

@@ -186,3 +186,11 @@ class TooLargeToScan(Permanent):
     file is never passed on."""
 
     reason = "too_large_to_scan"
+
+
+# --- issue 11: the converter jail ---
+class IsolationUnavailable(ConversionFailed):
+    """The jail (bubblewrap + seccomp) cannot be built on this host: nothing is converted
+    without it, the part is withheld (fail closed); /readyz and check-config say why."""
+
+    reason = "isolation_unavailable"

@@ -73,6 +73,8 @@ class Reason(enum.StrEnum):
     QR_MASKED = "qr_masked"
     SHEET_HIDDEN = "sheet_hidden"
     SHEET_SCALED_SMALL = "sheet_scaled_small"
+    # the converter jail (issue 11)
+    ISOLATION_UNAVAILABLE = "isolation_unavailable"
 
 
 # Codes whose original must never cross to the LGWAN side by default (release policy).
@@ -131,6 +133,7 @@ LABELS_JA: dict[Reason, str] = {
     Reason.QR_MASKED: "画像内のQRコード・バーコードを塗りつぶし（内容は下記に表示）",
     Reason.SHEET_HIDDEN: "非表示のシートは印刷していません",
     Reason.SHEET_SCALED_SMALL: "横幅に合わせて縮小したため文字が小さいシートがあります",
+    Reason.ISOLATION_UNAVAILABLE: "変換用の隔離環境を利用できないため変換せず保留",
 }
 
 LABELS_EN: dict[Reason, str] = {
@@ -186,6 +189,7 @@ LABELS_EN: dict[Reason, str] = {
     Reason.QR_MASKED: "QR code or barcode in an image painted over (listed below)",
     Reason.SHEET_HIDDEN: "hidden sheets were not printed",
     Reason.SHEET_SCALED_SMALL: "a sheet was scaled to the page width and its text is small",
+    Reason.ISOLATION_UNAVAILABLE: "the converter jail is unavailable: not converted, withheld",
 }
 
 

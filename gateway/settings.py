@@ -209,7 +209,9 @@ class SanitizeSettings(_Section):
     # Processes rendering or converting at once (0 ⇒ the number of cores).
     processes: int = Field(0, ge=0)
     office_pool: int = Field(1, ge=0)  # warm LibreOffice listeners (0 ⇒ cold start each time)
-    network_isolation: Literal["auto", "required", "off"] = "auto"
+    # "required": every converter runs in the bwrap+seccomp jail, or nothing is converted
+    # (isolation_unavailable). "auto" is an old alias of "required". "off": no jail (loudly logged).
+    network_isolation: Literal["auto", "required", "off"] = "required"
     # issue 16: QR codes/barcodes in rebuilt images and PDFs: "list" shows each decoded
     # text (disarmed) in the notice; "mask" also paints over it in rebuilt images.
     qr: Literal["list", "mask"] = "list"

@@ -12,7 +12,8 @@ PACKAGES=(
   python3-uno                   # our UNO driver runs under Debian's /usr/bin/python3
   fonts-noto-cjk                # Japanese glyphs in converted documents (no tofu)
   poppler-utils                 # pdffonts/pdftoppm used by tests to check output
-  bubblewrap util-linux         # network isolation for converters (unshare/bwrap)
+  bubblewrap util-linux         # the converter jail (bwrap) and its rlimits (prlimit)
+  libseccomp2                   # the jail's seccomp filter (through pyseccomp)
   swaks                         # SMTP testing by hand
   chromium chromium-driver      # web console tests
   postfix                       # Postfix interoperation tests (private instances, not port 25)

@@ -11,6 +11,7 @@ exception.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 import struct
@@ -19,8 +20,6 @@ import unicodedata
 import zipfile
 
 import magic
-import msoffcrypto
-import olefile
 
 from gateway.model import Detected
 
@@ -44,8 +43,6 @@ PDF_TRAILER_WINDOW = 1024 * 1024
 MAX_ZIP_ENTRIES = 100_000  # central directories bigger than this are not inspected
 MAX_META_MEMBER = 512 * 1024  # [Content_Types].xml / mimetype: read at most this much
 MAX_OLE_BYTES = 64 * 1024 * 1024
-MAX_VBA_SCAN_BYTES = 32 * 1024 * 1024
-MAX_BIFF_RECORDS = 20_000
 TRAILING_SLACK = 16  # bytes of padding tolerated after an end marker
 
 _tls = threading.local()
@@ -515,101 +512,67 @@ def _odf_kind(zf: zipfile.ZipFile, lower: set[str], flags: set[str]) -> str | No
 
 
 # --- OLE2 (legacy Office, MSI, Outlook .msg) ---------------------------------------
+# olefile, oletools and msoffcrypto parse the attacker's OLE structure in the converter jail
+# (``inspect_child ole``); this side accepts only the answer shapes listed there.
+_OLE_KINDS = frozenset({"doc", "dot", "xls", "ppt"})
+_OLE_SECONDS = 60.0
+
+
 def _ole_kind(data: bytes, filename: str, declared: str, flags: set[str]) -> str:
     if len(data) > MAX_OLE_BYTES:
         return _ext_office_kind(filename, declared) or "unknown"
-    try:
-        ole = olefile.OleFileIO(data)
-    except Exception:
-        # A broken OLE file no converter should trust; keep the name's office kind so
-        # the converter refuses it with a reason rather than us guessing.
+    answer = _ole_inspect(data)
+    verdict = answer.get("r") if answer is not None else "broken"
+    if verdict == "encrypted_package":
+        flags.add("encrypted")  # an encrypted OOXML document
+        return _ext_office_kind(filename, declared, ooxml=True) or "docx"
+    if verdict == "msi":
+        return "executable"
+    if verdict == "msg":
+        return "msg"  # issue 16: Outlook message, sanitized by gateway/sanitize/msg.py
+    if verdict == "unknown":
+        return "unknown"
+    if answer is None or verdict not in _OLE_KINDS:
+        # A broken OLE file (or no usable answer): keep the name's office kind so the
+        # converter refuses it with a reason (or isolation_unavailable) rather than us guessing.
         return _ext_office_kind(filename, declared) or "unknown"
-    try:
-        entries = ole.listdir(streams=True, storages=True)
-        top = {e[0] for e in entries if e}
-        upper = {p.upper() for e in entries for p in e}
-        if "EncryptedPackage" in top:
-            flags.add("encrypted")  # an encrypted OOXML document
-            return _ext_office_kind(filename, declared, ooxml=True) or "docx"
-        if {"MACROS", "_VBA_PROJECT_CUR", "_VBA_PROJECT", "VBA"} & upper:
-            flags.add("macros")
-        if "WordDocument" in top:
-            kind = "dot" if _word_is_template(ole) else "doc"
-        elif "Workbook" in top or "Book" in top:
-            kind = "xls"
-            if _xls_has_xlm(ole, "Workbook" if "Workbook" in top else "Book"):
-                flags.add("macros")
-        elif "PowerPoint Document" in top:
-            kind = "ppt"
-            if "macros" not in flags and _olevba_macros(data):
-                flags.add("macros")
-        elif ole.root is not None and str(ole.root.clsid).upper().startswith("000C108"):
-            return "executable"  # MSI / MSP installer database
-        elif "__properties_version1.0" in top and any(
-            t.startswith(("__substg1.0_", "__attach_version1.0_")) for t in top
-        ):
-            return "msg"  # issue 16: Outlook message (MS-OXMSG), see gateway/sanitize/msg.py
-        else:
-            return "unknown"  # Works, Visio, ...: no sanitizer
-    finally:
-        ole.close()
-    if _office_encrypted(data):
+    if answer.get("macros") is True:
+        flags.add("macros")
+    if answer.get("encrypted") is True:
         flags.add("encrypted")
-    return kind
+    return str(verdict)
 
 
-def _word_is_template(ole: olefile.OleFileIO) -> bool:
+def _ole_inspect(data: bytes) -> dict[str, object] | None:
+    """The jailed child's answer, or None when there is no well-formed one."""
+    from gateway.errors import IsolationUnavailable
+    from gateway.sanitize import sandbox
+
     try:
-        with ole.openstream("WordDocument") as fh:
-            fib = fh.read(12)
-        return len(fib) >= 12 and bool(struct.unpack_from("<H", fib, 10)[0] & 0x0001)
-    except Exception:
-        return False
-
-
-def _xls_has_xlm(ole: olefile.OleFileIO, stream: str) -> bool:
-    """Excel 4 macro sheets: a BOUNDSHEET record whose sheet type is 'macro'."""
+        result = sandbox.run(
+            [*sandbox.python_child("gateway.sanitize.inspect_child"), "ole"],
+            stdin=data,
+            limits=sandbox.Limits(
+                seconds=_OLE_SECONDS, memory_mb=1024, max_processes=16, max_output_bytes=256
+            ),
+        )
+    except IsolationUnavailable:
+        return None
+    if result.returncode != 0 or result.killed is not None:
+        return None
     try:
-        with ole.openstream(stream) as fh:
-            buf = fh.read(4 * 1024 * 1024)
-    except Exception:
-        return False
-    pos = 0
-    for _ in range(MAX_BIFF_RECORDS):
-        if pos + 4 > len(buf):
-            break
-        rtype, size = struct.unpack_from("<HH", buf, pos)
-        if rtype == 0x0085 and size >= 6 and pos + 10 <= len(buf):
-            if buf[pos + 4 + 5] in (0x01, 0x03):  # macro sheet / VB module sheet
-                return True
-        if rtype == 0x000A:  # EOF of the workbook globals: no more BOUNDSHEETs
-            break
-        pos += 4 + size
-    return False
-
-
-def _olevba_macros(data: bytes) -> bool:
-    # PowerPoint hides VBA inside its document stream; olevba knows where.
-    if len(data) > MAX_VBA_SCAN_BYTES:
-        return False
-    try:
-        from oletools.olevba import VBA_Parser
-
-        logging.getLogger("olevba").setLevel(logging.CRITICAL)
-        parser = VBA_Parser("document.ppt", data=data)
-        try:
-            return bool(parser.detect_vba_macros())
-        finally:
-            parser.close()
-    except Exception:
-        return False
-
-
-def _office_encrypted(data: bytes) -> bool:
-    try:
-        return bool(msoffcrypto.OfficeFile(io.BytesIO(data)).is_encrypted())
-    except Exception:
-        return False
+        answer = json.loads(result.stdout)
+    except ValueError:
+        return None
+    if not isinstance(answer, dict) or not set(answer) <= {"r", "macros", "encrypted"}:
+        return None
+    if not isinstance(answer.get("r"), str):
+        return None
+    if answer["r"] in _OLE_KINDS and not (
+        isinstance(answer.get("macros"), bool) and isinstance(answer.get("encrypted"), bool)
+    ):
+        return None
+    return answer
 
 
 _OFFICE_EXT_KIND = {

@@ -17,6 +17,7 @@ import bz2
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import lzma
 import posixpath
@@ -578,79 +579,106 @@ def _tar_entry(tf: tarfile.TarFile, member: tarfile.TarInfo, budget: _Budget) ->
 
 
 # --- 7z ----------------------------------------------------------------------------------
+# py7zr and its codecs (lzma, bzip2, zstd, brotli, PPMd, BCJ: C code) parse the archive in the
+# jail (``unpack_child``); this side believes no name, kind or size without a bound.
+_UNPACK_CHILD = "gateway.sanitize.unpack_child"
+_RECORD_LINE_MAX = 8192
+_NAME_MAX = 4096
+_SEVENZIP_KINDS = frozenset({"file", "link", "special", "duplicate"})
+
+
 def _sevenzip_entries(data: bytes, ctx: Context, budget: _Budget) -> Iterator[_Entry]:
-    try:
-        import py7zr
-        from py7zr.exceptions import PasswordRequired
-        from py7zr.io import Py7zIO, WriterFactory
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise UnsupportedType("7z archives need the py7zr package") from exc
+    from gateway.sanitize import sandbox
 
-    class _Sink(Py7zIO):
-        def __init__(self) -> None:
-            self.buf = bytearray()
-
-        def write(self, s: bytes | bytearray) -> int:
-            budget.take(len(s))
-            self.buf += s
-            return len(s)
-
-        def read(self, size: int | None = None) -> bytes:
-            return b""
-
-        def seek(self, offset: int, whence: int = 0) -> int:
-            return 0
-
-        def flush(self) -> None:
-            return None
-
-        def size(self) -> int:
-            return len(self.buf)
-
-    class _Factory(WriterFactory):
-        def __init__(self) -> None:
-            self.sinks: list[_Sink] = []
-
-        def create(self, filename: str) -> _Sink:
-            sink = _Sink()
-            self.sinks.append(sink)
-            return sink
-
-    entries: list[_Entry] = []
-    try:
-        with py7zr.SevenZipFile(io.BytesIO(data), mode="r", max_extract_size=budget.cap) as archive:
-            if archive.needs_password():
-                raise Encrypted(PPAP_DETAIL)
-            members = list(archive.files)
-            if len(members) > ctx.limits.max_archive_members * 2:
-                raise ArchiveLimit(f"{len(members)} entries in the 7z archive")
-            targets: list[str] = []
-            for m in members:
-                name = str(m.filename)
-                if m.is_directory:
-                    continue
-                if m.is_symlink or getattr(m, "is_junction", False):
-                    entries.append(_Entry(name, "link"))
-                elif m.is_socket:
-                    entries.append(_Entry(name, "special"))
-                elif _logical_name(name)[1] or name in targets:
-                    entries.append(_Entry(name, "refused", refusal=PartRefused("unsafe name")))
-                else:
-                    targets.append(name)
-            factory = _Factory()
-            if targets:
-                archive.extract(targets=targets, factory=factory)
-    except PartRefused:
-        raise
-    except PasswordRequired as exc:
-        raise Encrypted(PPAP_DETAIL) from exc
-    except Exception as exc:  # py7zr raises many kinds on corrupt or unsupported input
-        if type(exc).__name__ == "DecompressionBombError":
-            raise ArchiveLimit("7z unpacked size over the limit") from exc
-        raise ConversionFailed(f"unreadable 7z archive ({type(exc).__name__})") from exc
-    if len(factory.sinks) != len(targets):
-        raise ConversionFailed("7z extraction returned an unexpected number of members")
-    for name, sink in zip(targets, factory.sinks, strict=True):
-        content = bytes(sink.buf)
-        entries.append(_Entry(name, "file", lambda c=content: c))  # type: ignore[misc]
+    max_entries = ctx.limits.max_archive_members * 2
+    # The child's own cap is what this side may still take; it is re-checked record by record.
+    cap = min(budget.cap - budget.used, max(_shared_for(ctx).remaining, 0))
+    result = sandbox.run(
+        [*sandbox.python_child(_UNPACK_CHILD), "7z", str(max_entries), str(max(cap, 0))],
+        stdin=data,
+        limits=sandbox.Limits(
+            seconds=max(ctx.limits.min_seconds, 1.0),
+            memory_mb=ctx.limits.memory_mb,
+            max_processes=16,
+            max_output_bytes=max(cap, 0) + (max_entries + 2) * _RECORD_LINE_MAX,
+        ),
+        network=ctx.limits.network_isolation,
+    )
+    if result.killed == "output_too_large":
+        raise ArchiveLimit("7z unpacked size over the limit")
+    if result.killed is not None:
+        raise ConversionFailed(f"7z unpacking stopped ({result.killed})")
+    entries = _parse_sevenzip_records(result.stdout, max_entries, budget)
+    if result.returncode != 0:
+        raise ConversionFailed(f"7z unpacker exited with {result.returncode}")
     yield from entries
+
+
+def _parse_sevenzip_records(out: bytes, max_entries: int, budget: _Budget) -> list[_Entry]:
+    return parse_records(out, max_entries, budget.take, what="7z")
+
+
+def parse_records(
+    out: bytes,
+    max_entries: int,
+    take: Callable[[int], None],
+    *,
+    what: str,
+    check_names: bool = True,
+) -> list[_Entry]:
+    """Entries from an ``unpack_child`` record stream, every field bounded and re-checked;
+    ``take(size)`` charges a member's size before its bytes are believed."""
+    entries: list[_Entry] = []
+    names: set[str] = set()
+    pos = 0
+    while True:
+        nl = out.find(b"\n", pos, pos + _RECORD_LINE_MAX)
+        if nl < 0:
+            raise ConversionFailed(f"{what} unpacker output truncated or malformed")
+        try:
+            record = json.loads(out[pos:nl])
+        except ValueError:
+            raise ConversionFailed(f"{what} unpacker output malformed") from None
+        pos = nl + 1
+        if not isinstance(record, dict):
+            raise ConversionFailed(f"{what} unpacker output malformed")
+        if record.get("end") is True and len(record) == 1:
+            if pos != len(out):
+                raise ConversionFailed(f"{what} unpacker wrote past its end")
+            return entries
+        error = record.get("error")
+        if error is not None:
+            if error == "encrypted":
+                raise Encrypted(PPAP_DETAIL)
+            if error in ("bomb", "too_many"):
+                raise ArchiveLimit(f"{what} archive over the limits ({error})")
+            raise ConversionFailed(f"unreadable {what} archive")
+        name, kind, size = record.get("name"), record.get("kind"), record.get("size")
+        if (
+            set(record) != {"name", "kind", "size"}
+            or not isinstance(name, str)
+            or not 0 < len(name) <= _NAME_MAX
+            or kind not in _SEVENZIP_KINDS
+            or not isinstance(size, int)
+            or isinstance(size, bool)
+            or size < 0
+            or (kind != "file" and size != 0)
+        ):
+            raise ConversionFailed(f"{what} unpacker sent an invalid record")
+        if len(entries) >= max_entries:
+            raise ArchiveLimit(f"too many entries in the {what} archive")
+        if kind == "file":
+            take(size)  # before the bytes are believed
+            if pos + size > len(out):
+                raise ConversionFailed(f"{what} unpacker output truncated")
+            content = out[pos : pos + size]
+            pos += size
+            if check_names and (_logical_name(name)[1] or name in names):
+                entries.append(_Entry(name, "refused", refusal=PartRefused("unsafe name")))
+            else:
+                entries.append(_Entry(name, "file", lambda c=content: c))  # type: ignore[misc]
+            names.add(name)
+        elif kind == "duplicate":
+            entries.append(_Entry(name, "refused", refusal=PartRefused("unsafe name")))
+        else:
+            entries.append(_Entry(name, kind))

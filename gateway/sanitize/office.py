@@ -41,7 +41,7 @@ from gateway.errors import (
     UnsupportedType,
 )
 from gateway.model import Action, Detected, SanitizeResult
-from gateway.sanitize import pdf, sandbox
+from gateway.sanitize import jail, pdf, sandbox
 from gateway.sanitize.base import Context
 from gateway.sanitize.names import clean_name
 from gateway.sanitize.sandbox import Limits, NetworkMode
@@ -69,7 +69,10 @@ _DRIVER_OUTPUT_BYTES = 64 * 1024
 # RLIMIT_CPU is cumulative over a listener's life; the per-document wall clock and
 # recycling bound the real use, this only stops a runaway that escapes both.
 _LISTENER_CPU_SECONDS = 6 * 3600
-_PIPE_DIR = Path("/tmp")  # where LibreOffice's osl layer puts its pipe sockets
+# RLIMIT_NPROC per jail (its own user namespace): soffice runs a few dozen threads.
+_LISTENER_PROCESSES = 512
+_DRIVER_PROCESSES = 64
+_PIPE_DIR = Path("/tmp")  # where LibreOffice's osl layer puts its pipe sockets (no jail)
 
 # Detected kind → file suffix LibreOffice sees (its type detection uses it as a hint).
 SUFFIXES: dict[str, str] = {
@@ -119,7 +122,7 @@ def _seed_profile(profile: Path) -> str:
     return profile.as_uri()
 
 
-def _pipe_sockets(pipe: str | None, profile_url: str) -> list[Path]:
+def _pipe_sockets(pipe: str | None, profile_url: str, pipe_dir: Path = _PIPE_DIR) -> list[Path]:
     """Socket files soffice leaves in /tmp when it is killed rather than closed.
 
     Besides the accept pipe there is the single-instance pipe, named after the MD5 of
@@ -128,9 +131,9 @@ def _pipe_sockets(pipe: str | None, profile_url: str) -> list[Path]:
     uid = os.getuid()
     digest = hashlib.md5(profile_url.encode("utf-16-le"), usedforsecurity=False).digest()
     ipc = "".join(format(b, "x") for b in digest)
-    paths = [_PIPE_DIR / f"OSL_PIPE_{uid}_SingleOfficeIPC_{ipc}"]
+    paths = [pipe_dir / f"OSL_PIPE_{uid}_SingleOfficeIPC_{ipc}"]
     if pipe is not None:
-        paths.append(_PIPE_DIR / f"OSL_PIPE_{uid}_{pipe}")
+        paths.append(pipe_dir / f"OSL_PIPE_{uid}_{pipe}")
     return paths
 
 
@@ -188,7 +191,8 @@ class _Worker:
         self._generation += 1
         self._dir = self._pool.work_dir() / f"w{self.index}-{self._generation}"
         (self._dir / "io").mkdir(parents=True)
-        self._profile_url = _seed_profile(self._dir / "profile")
+        _seed_profile(self._dir / "profile")
+        self._profile_url = self._pool.inside(self._dir, self._dir / "profile").as_uri()
         self.pipe = f"mugai_{os.getpid()}_{self.index}_{self._generation}_{secrets.token_hex(4)}"
         self.docs = 0
         self.proc = sandbox.spawn(
@@ -203,9 +207,10 @@ class _Worker:
                 memory_mb=self._pool.memory_mb,
                 cpu_seconds=_LISTENER_CPU_SECONDS,
                 max_file_mb=self._pool.max_output_mb,
+                max_processes=_LISTENER_PROCESSES,
             ),
             network=self._pool.network,
-            cwd=str(self._dir),
+            workdir=str(self._dir),
         )
         log.info("office worker %d started (pid %d)", self.index, self.proc.pid)
 
@@ -213,7 +218,8 @@ class _Worker:
         return self.proc is not None and self.proc.poll() is None
 
     def _wait_ready(self) -> None:
-        socket = _PIPE_DIR / f"OSL_PIPE_{os.getuid()}_{self.pipe}"
+        assert self._dir is not None
+        socket = self._pool.pipe_dir(self._dir) / f"OSL_PIPE_{os.getuid()}_{self.pipe}"
         deadline = time.monotonic() + _STARTUP_SECONDS
         while not socket.exists():
             if not self.alive():
@@ -233,7 +239,8 @@ class _Worker:
                     proc.wait(timeout=_TERMINATE_SECONDS)
             sandbox.kill_group(proc)
         if self._dir is not None:
-            for path in _pipe_sockets(self.pipe, self._profile_url):
+            pipe_dir = self._pool.pipe_dir(self._dir)
+            for path in _pipe_sockets(self.pipe, self._profile_url, pipe_dir):
                 with contextlib.suppress(OSError):
                     path.unlink()
             shutil.rmtree(self._dir, ignore_errors=True)
@@ -253,8 +260,10 @@ class _Worker:
                 seconds=seconds,
                 memory_mb=_DRIVER_MEMORY_MB,
                 max_output_bytes=_DRIVER_OUTPUT_BYTES,
+                max_processes=_DRIVER_PROCESSES,
             ),
             network=self._pool.network,
+            workdir=None if self._dir is None else str(self._dir),
         )
 
     def convert(self, data: bytes, suffix: str, timeout: float) -> bytes:
@@ -282,7 +291,10 @@ class _Worker:
                         path.unlink()
 
     def _convert(self, src: Path, dst: Path, timeout: float) -> bytes:
-        request = json.dumps({"in": str(src), "out": str(dst)}).encode() + b"\n"
+        assert self._dir is not None
+        inside = self._pool.inside
+        names = {"in": str(inside(self._dir, src)), "out": str(inside(self._dir, dst))}
+        request = json.dumps(names).encode() + b"\n"
         result = self._driver(["--connect-timeout", str(timeout)], request, timeout)
         self.docs += 1
         if result.killed == "timeout":
@@ -317,7 +329,7 @@ class OfficePool:
         size: int = 1,
         *,
         memory_mb: int = 2048,
-        network: NetworkMode = "auto",
+        network: NetworkMode = "required",
         recycle_after: int = 200,
         max_output_mb: int = 256,
     ) -> None:
@@ -344,11 +356,25 @@ class OfficePool:
             network=settings.network_isolation,
         )
 
+    @property
+    def jailed(self) -> bool:
+        return self.network != "off"
+
+    def inside(self, workdir: Path, path: Path) -> Path:
+        """``path`` (under ``workdir``) as the jailed soffice and driver see it."""
+        if not self.jailed:
+            return path
+        return Path(jail.INSIDE_TMP) / path.relative_to(workdir)
+
+    def pipe_dir(self, workdir: Path) -> Path:
+        """Where soffice's UNO pipe sockets appear on the host: the jail's /tmp is workdir."""
+        return workdir if self.jailed else _PIPE_DIR
+
     def work_dir(self) -> Path:
         """Temporary directory holding the workers' profiles and documents."""
         with self._base_lock:
             if self._base is None:
-                self._base = Path(tempfile.mkdtemp(prefix="mugai-office-"))
+                self._base = Path(sandbox.work_dir("office"))
             return self._base
 
     def start(self) -> None:
@@ -408,7 +434,8 @@ class OfficePool:
     def _cold(self, data: bytes, suffix: str, timeout: float) -> bytes:
         with tempfile.TemporaryDirectory(prefix="w-cold-", dir=self.work_dir()) as tmp:
             work = Path(tmp)
-            profile_url = _seed_profile(work / "profile")
+            _seed_profile(work / "profile")
+            profile_url = self.inside(work, work / "profile").as_uri()
             src, out_dir = work / f"in.{suffix}", work / "out"
             out_dir.mkdir()
             src.write_bytes(data)
@@ -421,8 +448,8 @@ class OfficePool:
                         "--convert-to",
                         "pdf",
                         "--outdir",
-                        str(out_dir),
-                        str(src),
+                        str(self.inside(work, out_dir)),
+                        str(self.inside(work, src)),
                     ],
                     stdin=b"",
                     limits=Limits(
@@ -430,12 +457,13 @@ class OfficePool:
                         memory_mb=self.memory_mb,
                         max_file_mb=self.max_output_mb,
                         max_output_bytes=_DRIVER_OUTPUT_BYTES,
+                        max_processes=_LISTENER_PROCESSES,
                     ),
                     network=self.network,
-                    cwd=str(work),
+                    workdir=str(work),
                 )
             finally:
-                for path in _pipe_sockets(None, profile_url):
+                for path in _pipe_sockets(None, profile_url, self.pipe_dir(work)):
                     with contextlib.suppress(OSError):
                         path.unlink()
             if result.killed == "timeout":

@@ -197,13 +197,18 @@ def _process_count(ctx: Context) -> int:
     return max(1, ctx.limits.processes or os.cpu_count() or 1)
 
 
+_RENDER_PROCESSES = 64
+
+
 def _child_limits(ctx: Context, seconds: float, output_bytes: int) -> sandbox.Limits:
-    # max_processes left unset: RLIMIT_NPROC counts every process and thread of the uid, so a
-    # value small enough to matter would make the renderer fail under load.
+    # RLIMIT_NPROC: each jail has its own user namespace, so the count is this child's own
+    # processes and threads (not the uid's across all jobs); a fork bomb stops there. (Not
+    # enforced by the kernel for a gateway running as root; the PID namespace still ends it.)
     return sandbox.Limits(
         seconds=max(seconds, 1.0),
         memory_mb=ctx.limits.memory_mb,
         max_output_bytes=output_bytes,
+        max_processes=_RENDER_PROCESSES,
     )
 
 

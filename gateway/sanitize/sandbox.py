@@ -5,7 +5,8 @@ Every child gets
 - rlimits (address space, CPU, file size, processes) applied by the ``prlimit`` wrapper
   rather than ``preexec_fn``: ``preexec_fn`` is documented as unsafe with threads and we are
   called from worker threads;
-- a new, empty network namespace (``unshare --net``; see ``isolation_prefix``);
+- the jail of ``jail.py`` (bubblewrap namespaces incl. PID and network, read-only minimal
+  file system, seccomp); with ``network_isolation = "off"`` (explicit, logged) rlimits only;
 - a minimal environment with a throw-away ``HOME``;
 - bounded pipes: stdout is capped (the child is killed when it writes more), stderr keeps only
   its first 64 KiB.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -31,11 +33,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
-from gateway.errors import ConversionFailed
+from gateway.errors import IsolationUnavailable
+from gateway.sanitize import jail
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +60,7 @@ class Limits:
     # RLIMIT_NPROC counts per uid and is not enforced for root; set anyway for non-root deploys.
     max_processes: int | None = None
     max_output_bytes: int = 512 * 1024 * 1024  # stdout cap; exceeding ⇒ killed
+    tmp_mb: int = jail.DEFAULT_TMP_MB  # the jail's private /tmp (tmpfs) when no workdir
 
 
 @dataclass(frozen=True)
@@ -67,64 +72,28 @@ class RunResult:
     killed: str | None  # None, "timeout", "output_too_large", "cpu", "memory"
 
 
-# --- network isolation ---------------------------------------------------------------------
+# --- isolation -----------------------------------------------------------------------------
 
-_probe_lock = threading.Lock()
-_probe_result: list[str] | None = None
-_probe_done = False
-
-# `unshare --net` (util-linux) first: it execs the target directly, so the pid we hold is the
-# real child, signals and exit codes pass through unchanged, and nothing else is mounted or
-# remapped. It needs CAP_SYS_ADMIN (root, e.g. in CI). Unprivileged deployments (the systemd
-# unit and the container run as a dedicated user) get the same through an unprivileged user
-# namespace mapping only the current user; bubblewrap is the last fallback. A pid namespace is
-# deliberately not used: the child would become PID 1 and ignore signals such as SIGXCPU.
-_CANDIDATES: tuple[list[str], ...] = (
-    ["unshare", "--net", "--"],
-    ["unshare", "--user", "--map-current-user", "--net", "--"],
-    ["bwrap", "--dev-bind", "/", "/", "--unshare-net", "--die-with-parent", "--"],
-)
+# "required" (the default) and "auto" (kept for old configurations; it no longer degrades):
+# every child runs in the jail of jail.py, and when the jail cannot be built nothing runs
+# (IsolationUnavailable: the part is withheld). "off": the operator's explicit choice to run
+# converters with rlimits only — no jail, no network isolation; logged loudly once.
+_off_warned = threading.Event()
 
 
-def _probe() -> list[str] | None:
-    for prefix in _CANDIDATES:
-        if shutil.which(prefix[0]) is None:
-            continue
-        try:
-            done = subprocess.run(
-                [*prefix, "true"],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                timeout=10,
-                check=False,
-            )
-        except (OSError, subprocess.SubprocessError):
-            continue
-        if done.returncode == 0:
-            return prefix
-    return None
-
-
-def isolation_prefix(mode: NetworkMode) -> list[str]:
-    """argv prefix that puts the child in a new network namespace (probed once, cached)."""
-    global _probe_result, _probe_done
+def _jailed(mode: NetworkMode) -> bool:
     if mode == "off":
-        return []
-    with _probe_lock:
-        if not _probe_done:
-            _probe_result = _probe()
-            _probe_done = True
-            if _probe_result is None:
-                log.warning("no network isolation available (unshare --net / bwrap failed)")
-            else:
-                log.info("network isolation: %s", _probe_result[0])
-        prefix = _probe_result
-    if prefix is None:
-        if mode == "required":
-            raise ConversionFailed("no network isolation")
-        return []
-    return list(prefix)
+        if not _off_warned.is_set():
+            _off_warned.set()
+            log.error(
+                'network_isolation = "off": converters run WITHOUT the jail (no namespace,'
+                " no seccomp, full file system and network): a converter exploit owns the gateway"
+            )
+        return False
+    ok, cause = jail.jail_status()
+    if not ok:
+        raise IsolationUnavailable(f"converter jail unavailable: {cause}")
+    return True
 
 
 # --- building the command line -------------------------------------------------------------
@@ -155,6 +124,8 @@ def _environment(env: Mapping[str, str] | None, home: str) -> dict[str, str]:
         "TMPDIR": home,
         "OMP_THREAD_LIMIT": "1",
     }
+    if _instance:
+        base[_INSTANCE_VAR] = _instance
     if env:
         base.update(env)
     return base
@@ -163,6 +134,64 @@ def _environment(env: Mapping[str, str] | None, home: str) -> dict[str, str]:
 def python_child(module: str) -> list[str]:
     """argv running ``python -I -m module`` with this interpreter (isolated mode)."""
     return [sys.executable, "-I", "-m", module]
+
+
+# --- leftovers of a previous run -------------------------------------------------------------
+
+# Every child carries MUGAI_INSTANCE=<tag of this instance's data_dir> in its environment, so
+# that start-up can find what a previous run of the same instance left behind. In the jail
+# nothing is left (PID namespace + --die-with-parent); this is for isolation "off", for a
+# jail a future bug lets out, and for work directories.
+_INSTANCE_VAR = "MUGAI_INSTANCE"
+_instance = ""
+
+
+def set_instance(data_dir: str | os.PathLike[str]) -> str:
+    """Tag children with this instance (derived from its data_dir); returns the tag."""
+    global _instance
+    real = os.path.realpath(os.fspath(data_dir))
+    _instance = hashlib.sha256(real.encode()).hexdigest()[:16]
+    return _instance
+
+
+def instance_tag() -> str:
+    return _instance or "none"
+
+
+def _tagged(pid: int, marker: bytes) -> bool:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            return marker in fh.read(1024 * 1024).split(b"\0")
+    except OSError:
+        return False
+
+
+def reap_leftovers() -> int:
+    """At start-up: SIGKILL processes and remove work directories of a previous run of this
+    instance (same tag, not descendants of this process); returns how many were killed."""
+    if not _instance:
+        return 0
+    marker = f"{_INSTANCE_VAR}={_instance}".encode()
+    mine = {os.getpid(), *descendants(os.getpid())}
+    killed = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        pid = int(entry)
+        if _tagged(pid, marker):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    for leftover in Path(tempfile.gettempdir()).glob(f"mugai-*-{_instance}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    if killed:
+        log.warning("killed %d converter processes left by a previous run", killed)
+    return killed
+
+
+def work_dir(kind: str) -> str:
+    """A new private temporary directory for converter work, tagged with this instance."""
+    return tempfile.mkdtemp(prefix=f"mugai-{kind}-{instance_tag()}-")
 
 
 # --- killing -------------------------------------------------------------------------------
@@ -228,44 +257,96 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
 # --- starting ------------------------------------------------------------------------------
 
 
-def _argv(argv: list[str], limits: Limits, network: NetworkMode) -> list[str]:
+@dataclass
+class _Prepared:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str | None
+    fds: list[int]
+    home: str | None  # host HOME to remove afterwards (isolation off only)
+    jailed: bool
+
+
+def _prepare(
+    argv: list[str],
+    limits: Limits,
+    network: NetworkMode,
+    env: Mapping[str, str] | None,
+    workdir: str | None,
+) -> _Prepared:
     if not argv:
         raise ValueError("empty argv")
-    return [*isolation_prefix(network), *_rlimit_prefix(limits), *argv]
+    if _jailed(network):
+        full, fds = jail.command(
+            argv, _rlimit_prefix(limits), workdir=workdir, tmp_mb=limits.tmp_mb
+        )
+        return _Prepared(full, _environment(env, jail.INSIDE_TMP), None, fds, None, True)
+    home = work_dir("home")
+    return _Prepared(
+        [*_rlimit_prefix(limits), *argv], _environment(env, home), workdir or home, [], home, False
+    )
+
+
+def _discard(prep: _Prepared) -> None:
+    jail.close_fds(prep.fds)
+    if prep.home is not None:
+        shutil.rmtree(prep.home, ignore_errors=True)
+
+
+# Long-lived children are started from one thread that lives as long as the process: the
+# jail's --die-with-parent (PR_SET_PDEATHSIG) fires when the *thread* that forked it ends,
+# and a soffice listener must not die with the worker thread that happened to start it.
+_spawner_lock = threading.Lock()
+_spawner: ThreadPoolExecutor | None = None
+
+
+def _spawn_thread() -> ThreadPoolExecutor:
+    global _spawner
+    with _spawner_lock:
+        if _spawner is None:
+            _spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mugai-spawner")
+        return _spawner
 
 
 def spawn(
     argv: list[str],
     *,
     limits: Limits,
-    network: NetworkMode = "auto",
+    network: NetworkMode = "required",
     env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
+    workdir: str | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A long-lived child (e.g. a warm soffice listener): same isolation, own process group.
+    """A long-lived child (e.g. a warm soffice listener): same jail, own process group.
 
     stdin is /dev/null, stdout and stderr are discarded (a long-lived child would otherwise
-    block on a full pipe). The wall-clock limit is the caller's job; end it with kill_group,
-    which also removes the temporary HOME created here.
+    block on a full pipe). ``workdir`` is bound read-write at /tmp in the jail (the child's
+    HOME and working directory). The wall-clock limit is the caller's job; end it with
+    kill_group, which also removes the temporary HOME created here.
     """
-    full = _argv(argv, limits, network)
-    home = tempfile.mkdtemp(prefix="mugai-home-")
-    try:
-        proc = subprocess.Popen(
-            full,
+    prep = _prepare(argv, limits, network, env, workdir)
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            prep.argv,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=_environment(env, home),
-            cwd=cwd,
+            env=prep.env,
+            cwd=prep.cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=prep.fds,
         )
+
+    try:
+        proc = _spawn_thread().submit(start).result()
     except BaseException:
-        shutil.rmtree(home, ignore_errors=True)
+        _discard(prep)
         raise
-    with _homes_lock:
-        _spawn_homes[proc.pid] = home
+    jail.close_fds(prep.fds)
+    if prep.home is not None:
+        with _homes_lock:
+            _spawn_homes[proc.pid] = prep.home
     return proc
 
 
@@ -278,31 +359,41 @@ def run(
     *,
     stdin: bytes,
     limits: Limits,
-    network: NetworkMode = "auto",
+    network: NetworkMode = "required",
     env: Mapping[str, str] | None = None,
-    cwd: str | None = None,
+    workdir: str | None = None,
     sink: Callable[[bytes], None] | None = None,
 ) -> RunResult:
-    """Run a child to completion with bounded time, memory and output.
+    """Run a child to completion in the jail with bounded time, memory and output.
 
     With ``sink``, stdout chunks are handed to it as they arrive and ``RunResult.stdout`` is
     empty; an exception raised by the sink kills the child group and propagates.
-    Never raises for the child's own failures: look at ``returncode`` and ``killed``.
+    ``workdir``: see ``spawn``; None ⇒ a private tmpfs.
+    Never raises for the child's own failures: look at ``returncode`` and ``killed``;
+    raises IsolationUnavailable when the jail cannot be built (nothing was started).
     """
-    full = _argv(argv, limits, network)
+    prep = _prepare(argv, limits, network, env, workdir)
     started = time.monotonic()
     deadline = started + limits.seconds
-    with tempfile.TemporaryDirectory(prefix="mugai-home-") as home:
+    try:
         proc = subprocess.Popen(
-            full,
+            prep.argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=_environment(env, home),
-            cwd=cwd,
+            env=prep.env,
+            cwd=prep.cwd,
             start_new_session=True,
             close_fds=True,
+            pass_fds=prep.fds,
         )
+    except BaseException:
+        _discard(prep)
+        raise
+    jail.close_fds(prep.fds)
+    with contextlib.ExitStack() as cleanup:
+        if prep.home is not None:
+            cleanup.callback(shutil.rmtree, prep.home, ignore_errors=True)
         try:
             out, err, killed = _pump(proc, stdin, limits, deadline, sink)
         finally:
@@ -315,6 +406,9 @@ def run(
                     os.killpg(proc.pid, signal.SIGKILL)
             kill_group(proc)
     returncode = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    if prep.jailed and 128 < returncode < 128 + 65:
+        # bubblewrap reports a child killed by signal N as exit 128 + N.
+        returncode = 128 - returncode
     if killed is None and returncode == -signal.SIGXCPU:
         killed = "cpu"
     if killed is None and returncode != 0 and _looks_like_oom(err):

@@ -1,7 +1,7 @@
 """TNEF (winmail.dat): Outlook's wrapper around attachments and a rich body.
 
-tnefparse does the decoding; we bound its input (object count pre-scan) and turn
-anything it raises into ``ConversionFailed``. Each attachment, and the RTF/HTML (or
+tnefparse does the decoding, in the jail (``unpack_child tnef``); we bound its input (object
+count pre-scan) and re-check every record it returns. Each attachment, and the RTF/HTML (or
 plain) body, goes back through the registry via ``ctx.recurse`` like an archive member.
 """
 
@@ -11,9 +11,10 @@ import dataclasses
 import logging
 import struct
 
-from gateway.errors import ArchiveLimit, ConversionFailed, InternalError, PartRefused
+from gateway.errors import ArchiveLimit, ConversionFailed, InternalError
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
-from gateway.sanitize.archive import recurse_member, unique_name
+from gateway.sanitize import sandbox
+from gateway.sanitize.archive import parse_records, recurse_member, unique_name
 from gateway.sanitize.base import Context
 
 log = logging.getLogger(__name__)
@@ -54,25 +55,47 @@ def _members(data: bytes, ctx: Context) -> list[tuple[str, bytes]]:
     count = _count_objects(data)
     if count > MAX_OBJECTS:
         raise ArchiveLimit(f"TNEF with {count} objects")
-    try:
-        import tnefparse
-
-        logging.getLogger("tnefparse").setLevel(logging.ERROR)
-        tnef = tnefparse.TNEF(data, do_checksum=False)
-        members: list[tuple[str, bytes]] = []
-        for i, att in enumerate(tnef.attachments, start=1):
-            content = att.data if isinstance(att.data, bytes) else b""
-            members.append((_attachment_name(att, i), content))
-        members.extend(_bodies(tnef))
-    except PartRefused:
-        raise
-    except Exception as exc:  # tnefparse raises all sorts on malformed input
-        raise ConversionFailed(f"unreadable TNEF ({type(exc).__name__})") from exc
-    if len(members) > ctx.limits.max_archive_members:
-        raise ArchiveLimit(f"TNEF with {len(members)} attachments")
-    total = sum(len(c) for _, c in members)
-    if total > ctx.limits.max_unpacked_bytes:
+    # tnefparse (and compressed-RTF decoding) parse attacker structure: in the jail. This
+    # side re-checks every record (parse_records) and the totals below.
+    limits = ctx.limits
+    result = sandbox.run(
+        [
+            *sandbox.python_child("gateway.sanitize.unpack_child"),
+            "tnef",
+            str(limits.max_archive_members),
+            str(limits.max_unpacked_bytes),
+        ],
+        stdin=data,
+        limits=sandbox.Limits(
+            seconds=max(limits.min_seconds, 1.0),
+            memory_mb=limits.memory_mb,
+            max_processes=16,
+            max_output_bytes=limits.max_unpacked_bytes + (limits.max_archive_members + 2) * 8192,
+        ),
+        network=limits.network_isolation,
+    )
+    if result.killed == "output_too_large":
         raise ArchiveLimit("TNEF contents over the unpacked size limit")
+    if result.killed is not None or result.returncode != 0:
+        raise ConversionFailed(f"unreadable TNEF ({result.killed or result.returncode})")
+    total = [0]
+
+    def take(n: int) -> None:
+        total[0] += n
+        if total[0] > limits.max_unpacked_bytes:
+            raise ArchiveLimit("TNEF contents over the unpacked size limit")
+
+    try:
+        entries = parse_records(
+            result.stdout, limits.max_archive_members, take, what="TNEF", check_names=False
+        )
+    except ArchiveLimit as exc:
+        raise ArchiveLimit(f"TNEF over its limits ({exc})") from exc
+    members: list[tuple[str, bytes]] = []
+    for entry in entries:
+        if entry.kind != "file" or entry.read is None:
+            raise ConversionFailed("TNEF unpacker sent a non-file member")
+        members.append((entry.name, entry.read()))
     return members
 
 
@@ -84,44 +107,3 @@ def _count_objects(data: bytes) -> int:
         offset += 9 + length + 2
         count += 1
     return count
-
-
-def _attachment_name(att: object, i: int) -> str:
-    try:
-        name = att.long_filename()  # type: ignore[attr-defined]
-    except Exception:
-        name = None
-    if isinstance(name, bytes):
-        name = _decode(name, getattr(att, "codepage", None))
-    if not isinstance(name, str) or not name.strip("\x00 "):
-        raw = getattr(att, "_name", b"")
-        name = _decode(raw, getattr(att, "codepage", None)) if isinstance(raw, bytes) else raw
-    name = str(name or "").strip("\x00 ")
-    return name or f"attachment{i}.dat"
-
-
-def _decode(raw: bytes, codepage: object) -> str:
-    for codec in (str(codepage) if codepage else "cp1252", "utf-8", "cp932"):
-        try:
-            return raw.decode(codec).strip("\x00")
-        except (UnicodeDecodeError, LookupError):
-            continue
-    return raw.decode("latin-1").strip("\x00")
-
-
-def _bodies(tnef: object) -> list[tuple[str, bytes]]:
-    out: list[tuple[str, bytes]] = []
-    try:  # compressed RTF is decoded lazily and may be garbage: keep the attachments then
-        rtf = tnef.rtfbody if getattr(tnef, "_rtfbody", None) else None  # type: ignore[attr-defined]
-    except Exception:
-        rtf = None
-    if isinstance(rtf, bytes) and rtf.lstrip().startswith(b"{\\rt"):
-        out.append(("body.rtf", rtf))  # only when it really decompressed to RTF
-    html = getattr(tnef, "htmlbody", None)
-    if html:
-        out.append(("body.html", html.encode("utf-8") if isinstance(html, str) else html))
-    if not out:
-        body = getattr(tnef, "body", None)
-        if body:
-            out.append(("body.txt", body.encode("utf-8") if isinstance(body, str) else body))
-    return out

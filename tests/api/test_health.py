@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -28,7 +29,13 @@ async def test_readyz_reports_each_dependency(
         assert r.status_code == 200, r.text
         assert r.json() == {
             "ready": True,
-            "checks": {"spool": True, "database": True, "clamd": True, "relay": True},
+            "checks": {
+                "spool": True,
+                "database": True,
+                "clamd": True,
+                "relay": True,
+                "isolation": True,
+            },
         }
         gw.relay = SmtpRelay("127.0.0.1:1", hostname="mugai.test", timeout=2)
         r = await client.get("/readyz")
@@ -82,3 +89,26 @@ async def test_token_admin_api(api: Api) -> None:
     assert r.status_code == 422
     r = await api.post("/api/v1/tokens", "operator", json={"name": "x", "role": "admin"})
     assert r.status_code == 403
+
+
+async def test_readyz_not_ready_without_the_converter_jail(
+    tmp_path: Path, store: Store, smtp_sink: Sink, clamd_tcp_address: str, monkeypatch: Any
+) -> None:
+    from gateway.sanitize import jail
+
+    relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=5)
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd_tcp_address)
+    transport = httpx.ASGITransport(app=create_app(gw))
+    # Fault injection: bubblewrap missing on this host.
+    monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
+    jail.reset_probe()
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+            r = await client.get("/readyz")
+        assert r.status_code == 503
+        body = r.json()
+        assert body["checks"]["isolation"] is False and body["ready"] is False
+        assert "bwrap" in body["isolation_cause"]
+    finally:
+        monkeypatch.undo()
+        jail.reset_probe()

@@ -211,3 +211,27 @@ def test_sysusers_creates_the_unit_user() -> None:
     text = (REPO / "deploy" / "systemd" / "mugai.sysusers").read_text(encoding="utf-8")
     entries = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
     assert any(e[0] == "u" and e[1] == unit()["Service"]["User"] for e in entries)
+
+
+def test_container_seccomp_profile_lets_the_jail_be_built() -> None:
+    # The converter jail (bubblewrap) needs namespaces and mounts, which Docker's default
+    # profile refuses; the shipped profile must allow them and still deny the kernel surface.
+    mugai = compose()["services"]["mugai"]  # type: ignore[index]
+    opts = mugai["security_opt"]
+    assert "seccomp=./seccomp-mugai.json" in opts
+    assert "apparmor=unconfined" in opts and "systempaths=unconfined" in opts
+    import json
+
+    profile = json.loads((REPO / "deploy" / "seccomp-mugai.json").read_text(encoding="utf-8"))
+    denied = {n for rule in profile["syscalls"] for n in rule["names"]
+              if rule["action"] != "SCMP_ACT_ALLOW"}  # fmt: skip
+    assert profile["defaultAction"] == "SCMP_ACT_ALLOW"
+    assert not denied & {"unshare", "clone", "clone3", "mount", "pivot_root", "setns", "umount2"}
+    assert {"bpf", "kexec_load", "init_module", "userfaultfd", "keyctl", "ptrace"} <= denied
+    assert load_settings(REPO / "deploy" / "gateway.toml").sanitize.network_isolation == "required"
+    service = unit()["Service"]
+    assert service["RestrictNamespaces"] == "no"
+    # Overmounts on /proc make the kernel refuse the jail's own /proc (reproduced by hand).
+    assert service.get("ProtectKernelTunables", "no") == "no"
+    assert service.get("ProtectKernelLogs", "no") == "no"
+    assert service.get("ProcSubset", "all") == "all"

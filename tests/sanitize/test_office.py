@@ -65,6 +65,8 @@ def _convert_with_soffice(src: Path, target: str, out_dir: Path) -> bytes:
         ],
         stdin=b"",
         limits=sandbox.Limits(seconds=120, memory_mb=2048),
+        # Fixture generation from the repository's own trusted sources (outside any jail).
+        network="off",
     )
     out = out_dir / f"{src.stem}.{target}"
     assert out.exists(), result.stderr[-2000:]
@@ -174,6 +176,13 @@ def _stat(pid: int) -> tuple[str, int] | None:
     return fields[0].decode(), int(fields[1])
 
 
+def _comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""
+
+
 def _tree(root: int) -> list[int]:
     """root and its descendants."""
     children: dict[int, list[int]] = {}
@@ -278,7 +287,8 @@ def test_pool_survives_soffice_killed_between_documents(documents: dict[str, byt
     with OfficePool(1) as p:
         p.to_pdf(documents["odt"], "odt", timeout=120)
         (leader,) = p.worker_pids()
-        soffice_bin = [pid for pid in _tree(leader) if pid != leader]
+        # The leader is the jail's bubblewrap; LibreOffice's own process is soffice.bin.
+        soffice_bin = [pid for pid in _tree(leader) if _comm(pid) == "soffice.bin"]
         assert soffice_bin
         for pid in soffice_bin:
             os.kill(pid, signal.SIGKILL)  # a crash of LibreOffice
@@ -296,7 +306,9 @@ def test_close_leaves_no_soffice_and_no_sockets(documents: dict[str, bytes]) -> 
     (leader,) = p.worker_pids()
     tree = _tree(leader)
     worker = p._workers[0]
-    sockets = office._pipe_sockets(worker.pipe, worker._profile_url)
+    assert worker._dir is not None
+    # In the jail, /tmp (where soffice puts its sockets) is the worker's own directory.
+    sockets = office._pipe_sockets(worker.pipe, worker._profile_url, p.pipe_dir(worker._dir))
     assert any(s.exists() for s in sockets)
     p.close()
     assert _wait_gone(tree) == []

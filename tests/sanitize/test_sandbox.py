@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import ConversionFailed
-from gateway.sanitize import sandbox
+from gateway.errors import ConversionFailed, IsolationUnavailable
+from gateway.sanitize import jail, sandbox
 from gateway.sanitize.sandbox import Limits
 
 pytestmark = pytest.mark.timeout(120)
@@ -95,35 +95,60 @@ def test_sink_receives_stream_and_errors_kill_the_child() -> None:
     assert _our_zombies() == []
 
 
+def _alive_with(token: str) -> list[int]:
+    """Host pids (any namespace) whose command line contains ``token``, zombies excluded."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline and _state(int(entry)) not in (None, "Z", "X"):
+            found.append(int(entry))
+    return found
+
+
+def _wait_none_with(token: str, wait: float = 10.0) -> list[int]:
+    end = time.monotonic() + wait
+    while (alive := _alive_with(token)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return alive
+
+
 def test_timeout_kills_child_and_grandchildren() -> None:
+    token = f"mugai-probe-{os.urandom(4).hex()}"
     code = (
         "import subprocess, sys, time\n"
-        "a = subprocess.Popen(['sleep', '1000'])\n"
-        # setsid: leaves the process group; the /proc walk must still find it
-        "b = subprocess.Popen(['setsid', 'sleep', '1000'])\n"
+        "tok = sys.argv[1]\n"
+        "a = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', tok])\n"
+        # setsid: leaves the process group and session; the PID namespace still holds it
+        "b = subprocess.Popen(['setsid', sys.executable, '-c', 'import time; time.sleep(1000)',"
+        " tok])\n"
         "print(a.pid, b.pid, flush=True)\n"
         "time.sleep(1000)\n"
     )
-    result = sandbox.run(_py(code), stdin=b"", limits=Limits(seconds=2, memory_mb=1024))
+    result = sandbox.run([*_py(code), token], stdin=b"", limits=Limits(seconds=3, memory_mb=1024))
     assert result.killed == "timeout"
     assert result.returncode < 0
-    pids = [int(p) for p in result.stdout.split()]
-    assert len(pids) == 2
-    for pid in pids:
-        assert _gone(pid), f"grandchild {pid} survived"
+    assert len(result.stdout.split()) == 2  # both were started
+    assert _wait_none_with(token) == [], "a grandchild survived"
     assert _our_zombies() == []
 
 
 def test_leftover_grandchild_killed_after_normal_exit() -> None:
+    token = f"mugai-probe-{os.urandom(4).hex()}"
     code = (
-        "import subprocess\n"
-        "p = subprocess.Popen(['sleep', '1000'], stdout=subprocess.DEVNULL,"
-        " stderr=subprocess.DEVNULL)\n"
+        "import subprocess, sys\n"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)',"
+        " sys.argv[1]], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
         "print(p.pid)\n"
     )
-    result = sandbox.run(_py(code), stdin=b"", limits=LIMITS)
+    result = sandbox.run([*_py(code), token], stdin=b"", limits=LIMITS)
     assert result.returncode == 0 and result.killed is None
-    assert _gone(int(result.stdout))
+    assert result.stdout.strip()
+    assert _wait_none_with(token) == []
 
 
 def test_memory_cap() -> None:
@@ -172,14 +197,27 @@ def test_minimal_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "MUGAI_TEST_SECRET" not in env
     assert env["LANG"] == "C.UTF-8" and env["OMP_THREAD_LIMIT"] == "1" and env["EXTRA"] == "1"
     assert env["HOME"] != os.environ.get("HOME")
-    assert not os.path.exists(env["HOME"])  # the throw-away HOME is removed afterwards
+    # HOME is the jail's private /tmp, a tmpfs that disappears with the jail.
+    assert env["HOME"] == "/tmp"
+    off = sandbox.run(["env"], stdin=b"", limits=LIMITS, network="off")
+    home = dict(line.split("=", 1) for line in off.stdout.decode().splitlines())["HOME"]
+    assert home != os.environ.get("HOME")
+    assert not os.path.exists(home)  # without the jail, the throw-away HOME is removed
 
 
-def test_own_process_group() -> None:
+def test_own_pid_namespace() -> None:
     result = sandbox.run(
-        _py("import os; print(os.getpgid(0) == os.getpid())"), stdin=b"", limits=LIMITS
+        _py(
+            "import os; print(os.getpid(), sorted(int(p) for p in os.listdir('/proc')"
+            " if p.isdigit()))"
+        ),
+        stdin=b"",
+        limits=LIMITS,
     )
-    assert result.stdout.strip() == b"True"
+    pid, pids = result.stdout.decode().split(" ", 1)
+    # bubblewrap's init is pid 1, the command pid 2: nothing of the host is visible.
+    assert pid == "2"
+    assert pids.strip() == "[1, 2]"
 
 
 @pytest.fixture
@@ -217,26 +255,34 @@ CONNECT = (
 
 
 def test_network_isolation(loopback_server: int) -> None:
-    if not sandbox.isolation_prefix("auto"):
-        pytest.skip("no network namespace available here")
+    assert jail.jail_status()[0], jail.jail_status()[1]  # CI must have the jail
     argv = [*_py(CONNECT), str(loopback_server)]
     control = sandbox.run(argv, stdin=b"", limits=LIMITS, network="off")
     assert control.stdout.startswith(b"connected")  # the server is really there
-    isolated = sandbox.run(argv, stdin=b"", limits=LIMITS, network="required")
-    assert isolated.returncode == 1
-    assert isolated.stdout.startswith(b"blocked")
+    for mode in ("required", "auto"):
+        isolated = sandbox.run(argv, stdin=b"", limits=LIMITS, network=mode)  # type: ignore[arg-type]
+        assert isolated.returncode == 1
+        assert isolated.stdout.startswith(b"blocked")
 
 
 def test_required_isolation_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Fault injection: no working isolation tool.
-    monkeypatch.setattr(sandbox, "_CANDIDATES", (["/nonexistent/unshare", "--net", "--"],))
-    monkeypatch.setattr(sandbox, "_probe_done", False)
-    monkeypatch.setattr(sandbox, "_probe_result", None)
-    with pytest.raises(ConversionFailed) as info:
-        sandbox.run(["true"], stdin=b"", limits=LIMITS, network="required")
-    assert info.value.reason == "conversion_failed"
-    assert sandbox.isolation_prefix("auto") == []
-    assert sandbox.run(["true"], stdin=b"", limits=LIMITS, network="auto").returncode == 0
+    # Fault injection: bubblewrap missing. Nothing runs, in "auto" either (fail closed).
+    monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
+    jail.reset_probe()
+    try:
+        for mode in ("required", "auto"):
+            with pytest.raises(IsolationUnavailable) as info:
+                sandbox.run(["true"], stdin=b"", limits=LIMITS, network=mode)  # type: ignore[arg-type]
+            assert info.value.reason == "isolation_unavailable"
+            assert isinstance(info.value, ConversionFailed)  # the part is withheld
+        ok, cause = jail.isolation_status("required")
+        assert not ok and "bwrap" in cause
+        assert jail.isolation_status("off")[0]
+        assert sandbox.run(["true"], stdin=b"", limits=LIMITS, network="off").returncode == 0
+    finally:
+        monkeypatch.undo()
+        jail.reset_probe()
+    assert jail.jail_status()[0]
 
 
 def test_spawn_and_kill_group() -> None:

@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from gateway.api.deps import GatewayDep
 from gateway.api.metrics import exposition
+from gateway.sanitize.jail import isolation_status
 
 router = APIRouter(tags=["health"])
 
@@ -45,10 +46,17 @@ async def readyz(gw: GatewayDep) -> JSONResponse:
     if probe is not None:
         for name in ("workers", "progress", "store_writes", "spool_writes"):
             checks[name] = name not in problems
+    # issue 11: converters need their jail; without it nothing can be converted.
+    jail_ok, jail_cause = await asyncio.to_thread(
+        isolation_status, gw.settings.sanitize.network_isolation
+    )
+    checks["isolation"] = jail_ok
     ready = all(checks.values())
     body: dict[str, Any] = {"ready": ready, "checks": checks}
     if problems:
         body["problems"] = problems
+    if not jail_ok:
+        body["isolation_cause"] = jail_cause
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
