@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway.errors import Permanent
 from gateway.mime.detect import detect
+from gateway.mime.tokens import removed_any
 from gateway.model import Action, PartReport
 from gateway.paths import unique_path
 from gateway.pipeline import sanitize_message
@@ -35,16 +36,6 @@ def _report_dict(report: PartReport) -> dict[str, Any]:
         return d
 
     return fix(data)
-
-
-def _removed_any(reports: list[PartReport]) -> bool:
-    stack = list(reports)
-    while stack:
-        r = stack.pop()
-        if r.action is Action.REMOVED and r.reasons != ("alternative_not_used",):
-            return True
-        stack.extend(r.children)
-    return False
 
 
 def sanitize_one(
@@ -72,7 +63,7 @@ def sanitize_one(
             tokens=list(result.report.tokens),
             parts=[_report_dict(p) for p in parts],
         )
-        clean = not _removed_any(parts)
+        clean = not removed_any(parts)
     else:
         ctx = Context(
             limits=settings.sanitize,
@@ -91,7 +82,7 @@ def sanitize_one(
             outputs=outputs,
             part=_report_dict(report),
         )
-        clean = bool(files) and not _removed_any([report])
+        clean = bool(files) and not removed_any([report])
     entry["seconds"] = round(time.monotonic() - started, 3)
     return entry, clean
 

@@ -16,10 +16,11 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gateway.errors import MailLoop, MessageTooLarge, Permanent
-from gateway.mime.body import compose_body
+from gateway.mime.body import compose
 from gateway.mime.notice import render_notice
 from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
+from gateway.mime.tokens import sanitized_tokens
 from gateway.model import Action, CleanFile, PartReport, ScanResult
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.registry import sanitize_part
@@ -100,9 +101,9 @@ def sanitize_message(
         raise MailLoop(f"already passed through {settings.smtp.hostname}")
     parse_done = time.monotonic()
 
-    body, html_converted, links, body_reports = compose_body(parsed)
+    body = compose(parsed)
     budget = PageBudget(limits.max_pages_per_message)
-    reports: list[PartReport] = list(body_reports)
+    reports: list[PartReport] = list(body.reports)
     files: list[CleanFile] = []
     for att in parsed.attachments:
         ctx = Context(limits=limits, pages=budget, office=office)
@@ -111,6 +112,7 @@ def sanitize_message(
         )
         reports.append(report)
         files.extend(outputs)
+    html_dropped = False
     for dropped in parsed.dropped:
         reports.append(
             PartReport(
@@ -123,28 +125,19 @@ def sanitize_message(
                 size=dropped.size,
             )
         )
-        if dropped.declared_type == "text/html":
-            html_converted = True
+        if dropped.declared_type == "text/html" and dropped.reason == "alternative_not_used":
+            html_dropped = True
 
-    tokens: set[str] = set()
-    if html_converted:
-        tokens.add("CHG_TEXT")
-    if links:
-        tokens.add("REP_LINK")
-    attachment_reports = [r for r in reports if r.action is not Action.BODY]
-    if any(r.action in (Action.CONVERTED, Action.KEPT) for r in attachment_reports):
-        tokens.add("CONV_ATTACH")
-    if any(
-        r.action is Action.REMOVED and r.reasons != ("alternative_not_used",)
-        for r in attachment_reports
-    ):
-        tokens.add("DEL_ATTACH")
-
+    # The body is plain text either way: rendered from HTML, or the HTML form dropped.
+    tokens = sanitized_tokens(
+        reports, body_changed=body.html_converted or html_dropped, links=body.links_disarmed
+    )
     notice = render_notice(
         meta.id,
         reports,
-        html_converted=html_converted,
-        links_disarmed=links,
+        html_converted=body.html_converted,
+        html_dropped=html_dropped and not body.html_converted,
+        links_disarmed=body.links_disarmed,
         contact=settings.notice.contact,
     )
     received = received_line(
@@ -157,7 +150,7 @@ def sanitize_message(
     data = build_message(
         headers=parsed.headers,
         addresses=parsed.addresses,
-        body=notice + "\n" + body + "\n",
+        body=notice + "\n" + body.text + "\n",
         files=files,
         mugai_id=meta.id,
         tokens=tokens,
@@ -166,7 +159,7 @@ def sanitize_message(
     done = time.monotonic()
     message_report = MessageReport(
         parts=tuple(reports),
-        tokens=tuple(sorted(tokens)),
+        tokens=tokens,
         subject=parsed.headers.get("subject", ""),
         message_id=parsed.headers.get("message-id", "").strip(),
         header_from=parsed.headers.get("from", ""),
