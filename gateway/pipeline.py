@@ -15,7 +15,8 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from gateway.errors import MailLoop, MessageTooLarge, Permanent
+from gateway.egress.check import check_message
+from gateway.errors import EgressRefused, MailLoop, MessageTooLarge, Permanent, VirusFoundOutput
 from gateway.mime.body import compose
 from gateway.mime.notice import render_notice
 from gateway.mime.parse import parse_message
@@ -200,9 +201,20 @@ class Pipeline:
         except Permanent as exc:
             report = MessageReport(scan=scan)
             return Quarantine(exc.reason, exc.detail, report)
+        # The egress gate: the rebuilt message is scanned and checked once more, exactly as it
+        # would leave. Either refusal quarantines; a clamd outage is Transient (retry later).
+        egress_started = time.monotonic()
+        out_scan = await self.scanner.scan(result.data)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         report = replace(result.report, scan=scan, timings=timings)
-        return Deliver(result.data, report)
+        if not out_scan.clean:
+            return Quarantine(VirusFoundOutput.reason, out_scan.signature, report)
+        try:
+            await self._in_pool(check_message, result.data)
+        except EgressRefused as exc:
+            return Quarantine(exc.reason, exc.detail, report)
+        timings["egress"] = round(time.monotonic() - egress_started, 4)
+        return Deliver(result.data, replace(report, timings=timings))
 
     async def process_file(self, meta: JobMeta, raw: bytes) -> FileResult:
         """The file gateway: scan, then the same sanitizers as mail attachments."""

@@ -37,6 +37,15 @@ REASONS_JA: dict[str, str] = {
     "signature_removed": "電子署名（無害化後は検証できないため削除）",
     "internal_error": "内部エラー",
     "empty_result": "変換結果が空",
+    "malformed_header": "ヘッダの形式が不正（パラメータ数・長さの上限を超過）",
+    "virus_found_output": "無害化後のメールからウイルスを検知",
+    "egress_refused": "配送前の最終検査で不合格",
+    "egress_live_link": "配送前の最終検査で有効なリンクを検出",
+    "egress_hidden_text": "配送前の最終検査で制御文字・不可視文字を検出",
+    "egress_live_formula": "配送前の最終検査でCSVの数式を検出",
+    "egress_type": "配送前の最終検査で許可されていない形式を検出",
+    "egress_pdf": "配送前の最終検査でPDFに画像以外の要素を検出",
+    "egress_image": "配送前の最終検査で画像を読み込めず",
 }
 
 ACTIONS_JA = {
