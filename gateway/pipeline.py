@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from gateway.egress.check import check_message
+from gateway.egress.check import check_file, check_message
 from gateway.errors import EgressRefused, MailLoop, MessageTooLarge, Permanent, VirusFoundOutput
 from gateway.mime.body import compose
 from gateway.mime.notice import render_notice
@@ -230,9 +230,17 @@ class Pipeline:
         report, files = await self._in_pool(
             sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
         )
-        timings = {
-            "scan": round(scanned - started, 4),
-            "sanitize": round(time.monotonic() - scanned, 4),
-        }
+        sanitized = time.monotonic()
+        timings = {"scan": round(scanned - started, 4), "sanitize": round(sanitized - scanned, 4)}
+        # The same last gate as for mail: every output file scanned and checked once more.
+        for f in files:
+            out_scan = await self.scanner.scan(f.data)
+            if not out_scan.clean:
+                return FileResult((), report, VirusFoundOutput.reason, out_scan, timings)
+            try:
+                await self._in_pool(check_file, f.filename, f.content_type, f.data)
+            except EgressRefused as exc:
+                return FileResult((), report, exc.reason, scan, timings)
+        timings["egress"] = round(time.monotonic() - sanitized, 4)
         reason = "" if files else (report.reasons[0] if report.reasons else "removed")
         return FileResult(tuple(files), report, reason, scan, timings)

@@ -87,7 +87,7 @@ def _check_message(data: bytes) -> None:
         data_bytes = part.get_payload(decode=True)
         if not isinstance(data_bytes, bytes):
             raise EgressType(f"{ctype} without a decodable payload")
-        check_file(filename, ctype, data_bytes)
+        _check_file(filename, ctype, data_bytes)
 
 
 def unicodedata_cc(ch: str) -> bool:
@@ -95,7 +95,17 @@ def unicodedata_cc(ch: str) -> bool:
 
 
 def check_file(filename: str, content_type: str, data: bytes) -> None:
-    """One delivered file (or body part) against the contract."""
+    """One delivered file (the file gateway's output) against the contract."""
+    try:
+        _check_file(filename, content_type, data)
+    except EgressRefused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a check that cannot run refuses
+        log.exception("egress check failed")
+        raise EgressRefused(f"egress check failed: {type(exc).__name__}") from exc
+
+
+def _check_file(filename: str, content_type: str, data: bytes) -> None:
     if content_type not in ALLOWED_LEAF_TYPES:
         raise EgressType(f"{content_type} is not an allowed output type")
     _check_text(filename, "file name")
