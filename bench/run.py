@@ -29,6 +29,7 @@ BENCHMARKS = (
     "rss_300",
     "accept_latency",
     "burst_rss",
+    "egress_text",
 )
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 
