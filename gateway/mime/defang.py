@@ -146,6 +146,7 @@ _HOST_PASS_RE: Final = re.compile(
 
 _PSL: Final = PublicSuffixList(only_icann=True)
 _MAX_ROUNDS: Final = 4
+_ASCII_TRIGGER_RE: Final = re.compile(r"[.:\\]")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -168,6 +169,9 @@ def _bracket(original: str, view: str) -> str:
 def disarm(text: str) -> Disarmed:
     """Clean ``text`` and rewrite every link in it; see the module docstring."""
     text = clean_text(text)
+    # No ":", "." or "\\" even in the NFKC view: no link of any kind (most CSV cells, words).
+    if _ASCII_TRIGGER_RE.search(text if text.isascii() else _view(text)) is None:
+        return Disarmed(text, 0)
     total = 0
     # A rewrite can expose a neighbour ("http://.http://" → "hxxp://.http[:]//" leaves a dot to
     # bracket): repeat while something changed, so the result is a fixed point (idempotent).

@@ -137,3 +137,28 @@ def test_output_names_are_disarmed(name: str, shown: str) -> None:
     out = clean_name(name, "pdf")
     assert out == shown
     assert not live_links(out)
+
+
+@pytest.mark.timeout(300)
+def test_twenty_megabyte_csv_finishes_without_a_live_link_or_formula() -> None:
+    from gateway.egress.check import check_file
+
+    row = "髙﨑①㈱,-5,=1+1,https://evil.example.com/x,普通のテキストです,12345\r\n"
+    data = (row * (20_000_000 // len(row.encode()))).encode()
+    assert len(data) >= 19_000_000
+    name, ctype, reasons, out = run(data, "big.csv", "text/csv")
+    assert ctype == "text/csv" and "links_disarmed" in reasons
+    check_file(name, ctype, out)  # the egress checker's own reading: no link, no formula, BOM
+
+
+def test_html_comments_and_entities_do_not_hide_a_link() -> None:
+    from gateway.mime.html import html_to_text
+
+    for html in (
+        "<p>http<!-- x -->s://evil.example.com/login</p>",
+        "<p>&#104;&#116;&#116;&#112;&#115;&#58;&#47;&#47;evil.example.com/</p>",
+        "<p>www<span>.</span>evil-corp<b>.</b>me/login</p>",
+        "<p>\\\\evil.example.com\\share</p>",
+    ):
+        text = html_to_text(html).text
+        assert not live_links(text), (html, text)
