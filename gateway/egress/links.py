@@ -48,7 +48,9 @@ def live_links(text: str, limit: int = 5) -> list[str]:
     for m in _SCHEME_SLASH_RE.finditer(folded):
         name = m.group(1).lower()
         drive = len(name) == 1 and name.isalpha()  # "C:\\Users" is a path, not a link
-        if not drive and name not in _DEAD_SCHEMES and add(m.group(0)):
+        # A scheme has letters: "4:/" (from "¼:/" folded) names no handler.
+        scheme = any(c.isalpha() for c in name)
+        if scheme and not drive and name not in _DEAD_SCHEMES and add(m.group(0)):
             return found
     for m in _OPAQUE_RE.finditer(folded):
         name = m.group(1).lower()

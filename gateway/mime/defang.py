@@ -83,7 +83,11 @@ class _ViewTable(dict[int, int | str | None]):
         ch = chr(cp)
         nfkc = unicodedata.normalize("NFKC", ch)
         value: int | str
-        if len(nfkc) == 1:
+        if unicodedata.category(ch)[0] == "M":
+            # A combining mark belongs to the label it follows ("wẁ.evil.me"): a non-ASCII
+            # letter in the view, as the composed form ("ẁ") would be.
+            value = "\u00e0"
+        elif len(nfkc) == 1:
             value = nfkc
         elif nfkc and all(c.isalnum() for c in nfkc):
             value = "x"  # "ﬁ" → a letter: one character in the view for one in the text
@@ -137,11 +141,12 @@ _SCHEME_PASS_RE: Final = re.compile(
     # 6: a UNC path
     r"|(?<![\w\\/:\[\]])\\\\([\w.\-$]+)(?=[\\/])"
 )
+# 1: a www. host (its own pass: a bare-host candidate rejected for its suffix, "Àwww.txt",
+# must not hide a www. host inside it)
+_WWW_PASS_RE: Final = re.compile(r"(?<![A-Za-z0-9@._\-])((?i:www)\d{0,3}(?:\.[\w\-]+)+)")
+# 1: a bare host, 2: its top-level label
 _HOST_PASS_RE: Final = re.compile(
-    # 7: a www. host
-    r"(?<![A-Za-z0-9@._\-])(www\d{0,3}(?:\.[\w\-]+)+)"
-    # 8: a bare host, 9: its top-level label
-    r"|(?<![\w@.\-])((?:[\w\-]+\.)+([A-Za-z]{2,63}))(?![A-Za-z0-9@_\-])"
+    r"(?<![\w@.\-])((?:[\w\-]+\.)+([A-Za-z]{1,63}))(?![A-Za-z0-9@_\-])"
 )
 
 _PSL: Final = PublicSuffixList(only_icann=True)
@@ -177,9 +182,10 @@ def disarm(text: str) -> Disarmed:
     # bracket): repeat while something changed, so the result is a fixed point (idempotent).
     for _ in range(_MAX_ROUNDS):
         text, schemes = _pass(_SCHEME_PASS_RE, text)
+        text, www = _pass(_WWW_PASS_RE, text)
         text, hosts = _pass(_HOST_PASS_RE, text)
-        total += schemes + hosts
-        if not schemes + hosts:
+        total += schemes + www + hosts
+        if not schemes + www + hosts:
             break
     return Disarmed(text, total)
 
@@ -207,12 +213,10 @@ def _pass(pattern: re.Pattern[str], text: str) -> tuple[str, int]:
 
 def _render(m: re.Match[str], original: str) -> str | None:
     view = m.group(0)
+    if m.re is _WWW_PASS_RE:
+        return _bracket(original, view)
     if m.re is _HOST_PASS_RE:
-        if m.group(1) is not None:
-            return _bracket(original, view)
-        if _is_public_tld(m.group(3)):
-            return _bracket(original, view)
-        return None
+        return _bare_host(original, view)
     if m.group(1) is not None:
         if len(m.group(1)) == 1 and m.group(1).isalpha():
             return None  # a drive letter ("C:\\Users"), not a scheme
@@ -236,6 +240,25 @@ def _render(m: re.Match[str], original: str) -> str | None:
         return f"{shown}:" if shown else f"{name}[:]"
     if m.group(6) is not None:
         return "[\\\\]" + _bracket(original[2:], view[2:])
+    return None
+
+
+_TLD_RE: Final = re.compile(r"[A-Za-z]{2,63}")
+
+
+def _bare_host(original: str, view: str) -> str | None:
+    """Dots bracketed up to the longest prefix ending in a public suffix (``lg.jp。http``: a
+    client links ``lg.jp`` and stops at the ideographic full stop)."""
+    labels = view.split(".")
+    end = len(view)
+    for k in range(len(labels), 1, -1):
+        if k < len(labels):
+            end -= len(labels[k]) + 1  # drop the last label and its dot
+        start = end - len(labels[k - 1])
+        # The label as it reads once folded: "ﬁ" (one character in the view) is "fi".
+        tld = unicodedata.normalize("NFKC", original[start:end])
+        if _TLD_RE.fullmatch(tld) and _is_public_tld(tld):
+            return _bracket(original[:end], view[:end]) + original[end:]
     return None
 
 

@@ -42,4 +42,7 @@ def clean_name(filename: str, new_ext: str) -> str:
     # Last: "www.evil-corp.me" shown as a part name must not be a link (dots bracketed).
     stem = disarm(stem).text
     ext = "".join(ch for ch in new_ext.lstrip(".") if ch.isascii() and ch.isalnum()).lower()
+    if ext and disarm(f"{stem}.{ext}").text != f"{stem}.{ext}":
+        # The stem and the extension together read as a host ("www" + ".txt"): keep them apart.
+        stem += "_"
     return f"{stem}.{ext}" if ext else stem

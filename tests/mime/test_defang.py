@@ -182,3 +182,53 @@ def test_ten_thousand_links() -> None:
 def test_pathological_input_finishes_safe(text: str) -> None:
     shown = disarm(text)
     assert not live_links(shown.text)
+
+
+def _category_samples() -> list[str]:
+    """One code point of every Unicode general category (plus every byte value below)."""
+    import unicodedata
+
+    seen: dict[str, str] = {}
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF and "Cs" in seen:
+            continue
+        cat = unicodedata.category(chr(cp))
+        if cat not in seen:
+            seen[cat] = chr(cp)
+        if len(seen) == 30:
+            break
+    return list(seen.values())
+
+
+EVERY_CHAR = [chr(b) for b in range(0x100)] + _category_samples() + ["\udc80", "\U000e0001"]
+
+
+@pytest.mark.parametrize("ch", EVERY_CHAR, ids=lambda c: f"U+{ord(c):04X}")
+def test_every_byte_value_and_category_inside_a_url_name_and_cell(ch: str) -> None:
+    from gateway.sanitize.names import clean_name
+    from gateway.sanitize.text import neutralize_cell
+
+    for sent in (
+        f"https:{ch}//evil.example.com/login",
+        f"ht{ch}tps://evil.example.com/",
+        f"https://evil{ch}.example.com/",
+        f"www{ch}.evil-corp.me",
+        f"evil-corp{ch}.me/login",
+        f"\\\\{ch}evil.example.com\\share",
+        f"ms-msdt{ch}:/id x",
+    ):
+        shown = disarm(sent).text
+        assert not live_links(shown), (sent, shown)
+        assert not hidden_characters(shown), (sent, shown)
+    name = clean_name(f"www{ch}.evil-corp.me{ch}.docx", "pdf")
+    assert not live_links(name) and not hidden_characters(name), name
+    cell = disarm(neutralize_cell(clean_text(f"{ch}=cmd|' /C calc'!A0"))).text
+    assert cell.startswith(("'", "=")) is False or cell.startswith("'"), cell
+    core = cell.lstrip(" \u3000")
+    assert not core.startswith(("=", "+", "-", "@", "\t")), cell
+
+
+def test_www_in_any_case_and_combining_marks() -> None:
+    for sent in ("WWW.evil.example", "Www.evil.example/x", "wẁw.evil-corp.me", "WWW.txt"):
+        shown = disarm(sent).text
+        assert "[.]" in shown and not live_links(shown), (sent, shown)

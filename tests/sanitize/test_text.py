@@ -162,3 +162,10 @@ def test_html_comments_and_entities_do_not_hide_a_link() -> None:
     ):
         text = html_to_text(html).text
         assert not live_links(text), (html, text)
+
+
+@pytest.mark.parametrize("name", ["WWW.txt", "www.docx", "www3.pdf"])
+def test_stem_and_extension_never_join_into_a_host(name: str) -> None:
+    out = clean_name(name, "txt")
+    assert not live_links(out), out
+    assert out.endswith(".txt")
