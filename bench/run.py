@@ -30,6 +30,7 @@ BENCHMARKS = (
     "accept_latency",
     "burst_rss",
     "jail_cost",
+    "egress_text",
 )
 DEFAULT_OUTPUT = REPO / "docs" / "benchmarks.md"
 

@@ -194,3 +194,46 @@ class IsolationUnavailable(ConversionFailed):
     without it, the part is withheld (fail closed); /readyz and check-config say why."""
 
     reason = "isolation_unavailable"
+
+
+# --- issue 10: the egress gate and bounded header parsing ---
+class MalformedHeader(Permanent):
+    """A header block the gateway refuses to hand to the stdlib parser (size, parameters)."""
+
+    reason = "malformed_header"
+
+
+class VirusFoundOutput(Permanent):
+    """clamd called the rebuilt message (not the original) positive."""
+
+    reason = "virus_found_output"
+
+
+class EgressRefused(Permanent):
+    """The independent last check found the rebuilt message outside the contract."""
+
+    reason = "egress_refused"
+
+
+class EgressLiveLink(EgressRefused):
+    reason = "egress_live_link"
+
+
+class EgressHiddenText(EgressRefused):
+    reason = "egress_hidden_text"
+
+
+class EgressFormula(EgressRefused):
+    reason = "egress_live_formula"
+
+
+class EgressType(EgressRefused):
+    reason = "egress_type"
+
+
+class EgressPdf(EgressRefused):
+    reason = "egress_pdf"
+
+
+class EgressImage(EgressRefused):
+    reason = "egress_image"

@@ -22,6 +22,7 @@ from typing import Any
 
 from gateway.errors import Permanent, ScannerUnavailable
 from gateway.mime.detect import detect
+from gateway.mime.tokens import removed_any
 from gateway.model import Action, PartReport, ScanResult
 from gateway.paths import unique_path
 from gateway.pipeline import Scanner, sanitize_message
@@ -62,16 +63,6 @@ def _report_dict(report: PartReport) -> dict[str, Any]:
         return d
 
     return fix(data)
-
-
-def _removed_any(reports: list[PartReport]) -> bool:
-    stack = list(reports)
-    while stack:
-        r = stack.pop()
-        if r.action is Action.REMOVED and r.reasons != ("alternative_not_used",):
-            return True
-        stack.extend(r.children)
-    return False
 
 
 def _scan_entry(path: Path, data: bytes, scan: ScanFn | None) -> dict[str, Any]:
@@ -157,7 +148,7 @@ def sanitize_one(
     entry["reasons"] = _reason_codes(reports)
     entry["seconds"] = round(time.monotonic() - started, 3)
     # The one place that decides "was anything removed" for both kinds of input.
-    clean = entry["status"] == "sanitized" and not _removed_any(reports)
+    clean = entry["status"] == "sanitized" and not removed_any(reports)
     return entry, clean
 
 

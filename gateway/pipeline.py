@@ -17,13 +17,15 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from gateway.auth import hook as auth_hook  # issue 16
-from gateway.errors import MailLoop, MessageTooLarge, Permanent
+from gateway.egress.check import check_file, check_message
+from gateway.errors import EgressRefused, MailLoop, MessageTooLarge, Permanent, VirusFoundOutput
 from gateway.loopmark import earlier_hop, token, verified_ids
-from gateway.mime.body import compose_body
+from gateway.mime.body import compose
 from gateway.mime.headers_block import summarize
 from gateway.mime.notice import render_notice
 from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
+from gateway.mime.tokens import sanitized_tokens
 from gateway.model import Action, CleanFile, PartReport, ScanResult
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.registry import sanitize_part
@@ -119,9 +121,9 @@ def sanitize_message(
     auth = auth_hook.check_sender(raw, meta, settings)  # issue 16
     parse_done = time.monotonic()
 
-    body, html_converted, links, body_reports = compose_body(parsed)
+    body = compose(parsed)
     budget = PageBudget(limits.max_pages_per_message)
-    reports: list[PartReport] = list(body_reports)
+    reports: list[PartReport] = list(body.reports)
     files: list[CleanFile] = []
     for att in parsed.attachments:
         ctx = Context(limits=limits, pages=budget, office=office)
@@ -130,6 +132,7 @@ def sanitize_message(
         )
         reports.append(report)
         files.extend(outputs)
+    html_dropped = False
     for dropped in parsed.dropped:
         reports.append(
             PartReport(
@@ -142,28 +145,19 @@ def sanitize_message(
                 size=dropped.size,
             )
         )
-        if dropped.declared_type == "text/html":
-            html_converted = True
+        if dropped.declared_type == "text/html" and dropped.reason == "alternative_not_used":
+            html_dropped = True
 
-    tokens: set[str] = set()
-    if html_converted:
-        tokens.add("CHG_TEXT")
-    if links:
-        tokens.add("REP_LINK")
-    attachment_reports = [r for r in reports if r.action is not Action.BODY]
-    if any(r.action in (Action.CONVERTED, Action.KEPT) for r in attachment_reports):
-        tokens.add("CONV_ATTACH")
-    if any(
-        r.action is Action.REMOVED and r.reasons != ("alternative_not_used",)
-        for r in attachment_reports
-    ):
-        tokens.add("DEL_ATTACH")
-
+    # The body is plain text either way: rendered from HTML, or the HTML form dropped.
+    tokens = sanitized_tokens(
+        reports, body_changed=body.html_converted or html_dropped, links=body.links_disarmed
+    )
     notice = render_notice(
         meta.id,
         reports,
-        html_converted=html_converted,
-        links_disarmed=links,
+        html_converted=body.html_converted,
+        html_dropped=html_dropped and not body.html_converted,
+        links_disarmed=body.links_disarmed,
         contact=settings.notice.contact,
     )
     notice = auth_hook.notice_block(auth) + notice  # issue 16
@@ -178,7 +172,7 @@ def sanitize_message(
     data = build_message(
         headers=auth_hook.tagged_headers(parsed.headers, auth, settings.auth.subject_tag),
         addresses=parsed.addresses,
-        body=notice + "\n" + body + "\n",
+        body=notice + "\n" + body.text + "\n",
         files=files,
         mugai_id=meta.id,
         tokens=tokens,
@@ -189,7 +183,7 @@ def sanitize_message(
     done = time.monotonic()
     message_report = MessageReport(
         parts=tuple(reports),
-        tokens=tuple(sorted(tokens)),
+        tokens=tokens,
         subject=parsed.headers.get("subject", ""),
         message_id=parsed.headers.get("message-id", "").strip(),
         header_from=parsed.headers.get("from", ""),
@@ -236,10 +230,21 @@ class Pipeline:
         except Permanent as exc:
             report = _withheld_report(raw, header_cap, scan)
             return Quarantine(exc.reason, exc.detail, report)
+        # The egress gate: the rebuilt message is scanned and checked once more, exactly as it
+        # would leave. Either refusal quarantines; a clamd outage is Transient (retry later).
+        egress_started = time.monotonic()
+        out_scan = await self.scanner.scan(result.data)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         scan = replace(scan, auth=result.report.auth)  # issue 16: shown in record and API
         report = replace(result.report, scan=scan, timings=timings)
-        return Deliver(result.data, report)
+        if not out_scan.clean:
+            return Quarantine(VirusFoundOutput.reason, out_scan.signature, report)
+        try:
+            await self._in_pool(check_message, result.data)
+        except EgressRefused as exc:
+            return Quarantine(exc.reason, exc.detail, report)
+        timings["egress"] = round(time.monotonic() - egress_started, 4)
+        return Deliver(result.data, replace(report, timings=timings))
 
     async def process_file(self, meta: JobMeta, raw: bytes) -> FileResult:
         """The file gateway: scan, then the same sanitizers as mail attachments."""
@@ -255,9 +260,17 @@ class Pipeline:
         report, files = await self._in_pool(
             sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
         )
-        timings = {
-            "scan": round(scanned - started, 4),
-            "sanitize": round(time.monotonic() - scanned, 4),
-        }
+        sanitized = time.monotonic()
+        timings = {"scan": round(scanned - started, 4), "sanitize": round(sanitized - scanned, 4)}
+        # The same last gate as for mail: every output file scanned and checked once more.
+        for f in files:
+            out_scan = await self.scanner.scan(f.data)
+            if not out_scan.clean:
+                return FileResult((), report, VirusFoundOutput.reason, out_scan, timings)
+            try:
+                await self._in_pool(check_file, f.filename, f.content_type, f.data)
+            except EgressRefused as exc:
+                return FileResult((), report, exc.reason, scan, timings)
+        timings["egress"] = round(time.monotonic() - sanitized, 4)
         reason = "" if files else (report.reasons[0] if report.reasons else "removed")
         return FileResult(tuple(files), report, reason, scan, timings)

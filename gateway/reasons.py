@@ -75,6 +75,15 @@ class Reason(enum.StrEnum):
     SHEET_SCALED_SMALL = "sheet_scaled_small"
     # the converter jail (issue 11)
     ISOLATION_UNAVAILABLE = "isolation_unavailable"
+    # the egress gate and bounded header parsing (issue 10)
+    MALFORMED_HEADER = "malformed_header"
+    EGRESS_REFUSED = "egress_refused"
+    EGRESS_LIVE_LINK = "egress_live_link"
+    EGRESS_HIDDEN_TEXT = "egress_hidden_text"
+    EGRESS_LIVE_FORMULA = "egress_live_formula"
+    EGRESS_TYPE = "egress_type"
+    EGRESS_PDF = "egress_pdf"
+    EGRESS_IMAGE = "egress_image"
 
 
 # Codes whose original must never cross to the LGWAN side by default (release policy).
@@ -134,6 +143,14 @@ LABELS_JA: dict[Reason, str] = {
     Reason.SHEET_HIDDEN: "非表示のシートは印刷していません",
     Reason.SHEET_SCALED_SMALL: "横幅に合わせて縮小したため文字が小さいシートがあります",
     Reason.ISOLATION_UNAVAILABLE: "変換用の隔離環境を利用できないため変換せず保留",
+    Reason.MALFORMED_HEADER: "ヘッダの形式が不正（パラメータ数・長さの上限を超過）",
+    Reason.EGRESS_REFUSED: "配送前の最終検査で不合格",
+    Reason.EGRESS_LIVE_LINK: "配送前の最終検査で有効なリンクを検出",
+    Reason.EGRESS_HIDDEN_TEXT: "配送前の最終検査で制御文字・不可視文字を検出",
+    Reason.EGRESS_LIVE_FORMULA: "配送前の最終検査でCSVの数式を検出",
+    Reason.EGRESS_TYPE: "配送前の最終検査で許可されていない形式を検出",
+    Reason.EGRESS_PDF: "配送前の最終検査でPDFに画像以外の要素を検出",
+    Reason.EGRESS_IMAGE: "配送前の最終検査で画像を読み込めず",
 }
 
 LABELS_EN: dict[Reason, str] = {
@@ -190,6 +207,14 @@ LABELS_EN: dict[Reason, str] = {
     Reason.SHEET_HIDDEN: "hidden sheets were not printed",
     Reason.SHEET_SCALED_SMALL: "a sheet was scaled to the page width and its text is small",
     Reason.ISOLATION_UNAVAILABLE: "the converter jail is unavailable: not converted, withheld",
+    Reason.MALFORMED_HEADER: "malformed header (over its bounds)",
+    Reason.EGRESS_REFUSED: "refused by the last check before delivery",
+    Reason.EGRESS_LIVE_LINK: "a live link found by the last check before delivery",
+    Reason.EGRESS_HIDDEN_TEXT: "hidden characters found by the last check before delivery",
+    Reason.EGRESS_LIVE_FORMULA: "a live CSV formula found by the last check before delivery",
+    Reason.EGRESS_TYPE: "a type outside the contract found by the last check before delivery",
+    Reason.EGRESS_PDF: "a PDF with more than page images found by the last check before delivery",
+    Reason.EGRESS_IMAGE: "an image that does not decode found by the last check before delivery",
 }
 
 

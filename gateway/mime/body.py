@@ -1,18 +1,30 @@
-"""The text of a parsed message: every body part as plain text, links disarmed."""
+"""The text of a parsed message: every body part as plain text, links disarmed.
+
+Composition first, disarming last: each part is disarmed (for its report), then the
+assembled text once more as a whole, and nothing changes the text after that.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from gateway.mime import html as html_mod
+from gateway.mime.defang import clean_text, disarm
 from gateway.mime.parse import ParsedMessage
 from gateway.model import Action, PartReport
 
-_DROP = {c: None for c in [*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), *range(0x7F, 0xA0)]}
-
 
 def strip_controls(text: str) -> str:
-    """Drop C0/C1 controls other than tab and line breaks: NULs and escapes can hide
-    content from the reader or confuse viewers and downstream MTAs."""
-    return text.translate(_DROP)
+    """Drop controls, format characters and non-characters (tab and line feeds stay)."""
+    return clean_text(text)
+
+
+@dataclass(frozen=True)
+class Body:
+    text: str
+    html_converted: bool  # an HTML body part was rendered as text
+    links_disarmed: int
+    reports: tuple[PartReport, ...]
 
 
 def _quote(text: str, level: int) -> str:
@@ -22,15 +34,18 @@ def _quote(text: str, level: int) -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
-def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport]]:
-    """Plain text of all body parts; (text, html_converted, links_disarmed, reports)."""
+def compose(parsed: ParsedMessage) -> Body:
+    """Plain text of all body parts (forwarded headers quoted), disarmed."""
     chunks: list[str] = []
     html_converted = False
     links = 0
     reports: list[PartReport] = []
     for body in parsed.bodies:
         if body.kind == "headers":
-            chunks.append(_quote(body.text, body.quote_level))
+            # The quoted header block of a forwarded message is text we write: disarmed too.
+            shown = disarm(body.text)
+            links += shown.links
+            chunks.append(_quote(shown.text, body.quote_level))
             continue
         if body.kind == "html":
             converted = html_mod.html_to_text(body.text)
@@ -38,7 +53,8 @@ def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport
             html_converted = True
             reasons: tuple[str, ...] = ("html_to_text",)
         else:
-            text, count = html_mod.defang_text(body.text)
+            shown = disarm(body.text)
+            text, count = shown.text, shown.links
             reasons = ()
         if count:
             reasons = (*reasons, "links_disarmed")
@@ -54,5 +70,12 @@ def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport
                 reasons=reasons,
             )
         )
-    text = strip_controls("\n\n".join(c for c in chunks if c))
-    return text, html_converted, links, reports
+    # Once more over the whole: quoting and joining must not have made anything live.
+    final = disarm("\n\n".join(c for c in chunks if c))
+    return Body(final.text, html_converted, links + final.links, tuple(reports))
+
+
+def compose_body(parsed: ParsedMessage) -> tuple[str, bool, int, list[PartReport]]:
+    """``compose`` as a tuple: (text, html_converted, links_disarmed, reports)."""
+    body = compose(parsed)
+    return body.text, body.html_converted, body.links_disarmed, list(body.reports)

@@ -1,4 +1,4 @@
-"""HTML mail bodies to safe, readable plain text; URL disarming ("defanging").
+"""HTML mail bodies to safe, readable plain text (links disarmed by ``gateway.mime.defang``).
 
 The LGWAN side only ever receives one text/plain body, and nothing in it may be clickable:
 every URL is shown defanged (``hxxps://evil[.]example/login``), payload links
@@ -12,7 +12,6 @@ Tree mode would be worse twice over: libxml2 refuses trees deeper than 256 (2048
 
 from __future__ import annotations
 
-import html as _html
 import re
 from dataclasses import dataclass, field
 from typing import Final
@@ -20,10 +19,11 @@ from urllib.parse import urlsplit
 
 from lxml import etree
 
-__all__ = ["HtmlText", "defang_text", "defang_url", "html_to_text", "TRUNCATED_MARKER"]
+from gateway.mime.defang import NET_SCHEMES, RENAMED_SCHEMES, defang_url, disarm, url_scheme
+
+__all__ = ["HtmlText", "html_to_text", "TRUNCATED_MARKER"]
 
 TRUNCATED_MARKER: Final = "[以下省略: 本文が長すぎるため切り詰めました / truncated: body too long]"
-_MAX_URL: Final = 2048  # longer URLs are shown cut; nobody reads the tail of a tracking URL
 _MAX_LINK_TEXT: Final = 1000  # link text kept for the link-text-vs-href comparison
 _MAX_ALT: Final = 200
 _MAX_INDENT: Final = 6  # list/quote nesting shown; deeper levels share the last indent
@@ -36,149 +36,12 @@ class HtmlText:
     dropped: frozenset[str]  # kinds of content removed: "script", "remote_image", "hidden", ...
 
 
-# --------------------------------------------------------------------------------------------
-# Defanging
-
-# Schemes shown with an altered name so that no linkifier recognises them.
-_RENAMED: Final = {"http": "hxxp", "https": "hxxps", "ftp": "fxp", "ftps": "fxps", "sftp": "sfxp"}
-_ALREADY_DEFANGED: Final = frozenset(_RENAMED.values())
-# Other hierarchical schemes are shown as "smb[:]//host"; file: and smb: leak NTLM hashes.
-_NET_SCHEMES: Final = frozenset({"file", "smb", "ws", "wss", "nntp", "news", "gopher", "webcal"})
-# Non-navigating schemes shown as "tel[:]..." (a phone number or address is the useful part).
-_OPAQUE_SHOWN: Final = frozenset({"mailto", "tel", "callto", "sms", "fax"})
-# Everything else (javascript:, vbscript:, data:, ms-msdt:, search-ms:, cid: ...) is removed:
-# their payload is code or a local-program trigger, never something a reader needs to see.
-
-_SCHEME_RE: Final = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-# Browsers delete tabs and newlines anywhere in a URL ("java\tscript:"); zero-width and bidi
-# controls are removed so that what we show is what would have been followed.
-_URL_JUNK_RE: Final = re.compile("[\t\n\r\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
-_C0_SPACE: Final = "".join(chr(c) for c in range(0x21))
-_DOT_RE: Final = re.compile(r"(?<!\[)\.(?!\])")
-_IDNA_DOT_RE: Final = re.compile(r"(?<!\[)[.\u3002\uff0e\uff61](?!\])")  # IDNA label separators
-
-# "scheme://" anywhere in text. The look-behind makes the match start where the run of scheme
-# characters starts ("1http://" is caught whole) and keeps the scan linear.
-_TEXT_SCHEME_RE: Final = re.compile(r"(?<![A-Za-z0-9+.\-])([A-Za-z0-9+.\-]+)://")
-# The authority after any "://" or "[:]//" left once schemes are renamed.
-_TEXT_AUTHORITY_RE: Final = re.compile(r"(?<=:)//[^\s/?#\\<>\"'`]+|(?<=\[:\])//[^\s/?#\\<>\"'`]+")
-_WWW_RE: Final = re.compile(r"(?<![A-Za-z0-9@._\-])www\d{0,3}(?:\.[A-Za-z0-9\-]+)+", re.I)
-_BARE_HOST_RE: Final = re.compile(
-    r"(?<![A-Za-z0-9@._\-])(?:[A-Za-z0-9\-]+\.)+([A-Za-z]{2,24})(?![A-Za-z0-9@_\-])"
-)
-# Bare host names are only defanged with these endings: webmail linkifies "evil.com", but a
-# longer list would start mangling file names ("report.zip", "memo.mov" are TLDs too).
+# Bare host names counted as "the text names a site" in the link-text comparison below.
 _LINKIFIED_TLDS: Final = frozenset(
     """com net org info biz jp co io xyz top site online club shop app dev tv cc ws gov edu
     mil int eu asia tokyo osaka nagoya yokohama kyoto us uk de fr it nl ru cn kr tw hk sg
     au ca br in icu vip live link click work support""".split()
 )
-
-
-def _bracket_dots(host: str, *, idna_dots: bool = False) -> str:
-    return (_IDNA_DOT_RE if idna_dots else _DOT_RE).sub("[.]", host)
-
-
-def defang_text(text: str) -> tuple[str, int]:
-    """Defang URLs and www.-hosts in plain text; return the new text and how many were changed.
-
-    Mail clients linkify ``scheme://...``, ``www.host`` and well-known bare host names, so those
-    are rewritten (``hxxps://evil[.]example/x``, ``www[.]example[.]jp``). E-mail addresses
-    (``taro@city.example.lg.jp``) are left alone: clicking one opens a reply, not a web page,
-    and mangling every address would make ordinary business mail unusable. Idempotent: text that
-    is already defanged is not matched again. Linear time (no nested quantifiers).
-    """
-    changed = 0
-
-    def scheme(m: re.Match[str]) -> str:
-        nonlocal changed
-        name = m.group(1)
-        low = name.lower()
-        if low in _ALREADY_DEFANGED:
-            return m.group(0)
-        changed += 1
-        return _RENAMED[low] + "://" if low in _RENAMED else f"{name}[:]//"
-
-    def host(m: re.Match[str]) -> str:
-        nonlocal changed
-        changed += 1
-        return _bracket_dots(m.group(0))
-
-    def bare_host(m: re.Match[str]) -> str:
-        if m.group(1).lower() not in _LINKIFIED_TLDS:
-            return m.group(0)
-        return host(m)
-
-    # Schemes first, all of them, so that no authority match can swallow a nested "http:".
-    text = _TEXT_SCHEME_RE.sub(scheme, text)
-    text = _TEXT_AUTHORITY_RE.sub(_defang_authority_match, text)
-    text = _WWW_RE.sub(host, text)
-    text = _BARE_HOST_RE.sub(bare_host, text)
-    return text, changed
-
-
-def _defang_authority_match(m: re.Match[str]) -> str:
-    return _bracket_dots(m.group(0))
-
-
-def _url_scheme(url: str) -> tuple[str | None, str]:
-    """(lower-case scheme or None, cleaned URL) as a browser would see it."""
-    s = _URL_JUNK_RE.sub("", url).strip(_C0_SPACE)
-    # libxml2 already decoded entities once; a second decode only for the scheme test catches
-    # leftovers a browser would decode ("javascript&colon;").
-    probe = _URL_JUNK_RE.sub("", _html.unescape(s[:64])).strip(_C0_SPACE)
-    m = _SCHEME_RE.match(probe)
-    if m is None:
-        return None, s
-    scheme = m.group(1).lower()
-    if not s.lower().startswith(scheme + ":"):
-        s = probe + s[64:]
-    return scheme, s
-
-
-def defang_url(url: str) -> str:
-    """Show a link target without making it clickable.
-
-    ``https://evil.example/login?a=1`` → ``hxxps://evil[.]example/login?a=1``; ``ftp:`` → ``fxp:``;
-    ``file:``/``smb:`` → ``file[:]//host[.]example``; ``mailto:`` → ``mailto[:]a[@]b[.]jp``;
-    ``javascript:``, ``data:`` and any unknown scheme → ``[javascript: link removed]`` (the payload
-    is never shown). Host names keep their form (IDN and punycode as written).
-    """
-    scheme, s = _url_scheme(url)
-    if not s:
-        return ""
-    cut = len(s) > _MAX_URL
-    if cut:
-        s = s[:_MAX_URL]
-    tail = "…" if cut else ""
-    if scheme is None:
-        if s[:2] in ("//", "\\\\", "/\\", "\\/"):  # protocol-relative: a host follows
-            return defang_text("//" + _defang_authority(s[2:]))[0] + tail
-        return defang_text(s)[0] + tail
-    rest = s[len(scheme) + 1 :]
-    if scheme in _RENAMED or scheme in _NET_SCHEMES:
-        shown = _RENAMED[scheme] + "://" if scheme in _RENAMED else f"{scheme}[:]//"
-        # Browsers treat "\" as "/" and ignore how many slashes follow a special scheme.
-        shown += _defang_authority(rest.replace("\\", "/").lstrip("/"))
-        # Once more over the whole: "http://http://x" must not leave the inner one live.
-        return defang_text(shown)[0] + tail
-    if scheme in _OPAQUE_SHOWN:
-        target, sep, query = rest.partition("?")
-        target = _bracket_dots(target, idna_dots=True).replace("@", "[@]")
-        return defang_text(f"{scheme}[:]{target}{sep}{query}")[0] + tail
-    if len(scheme) > 32 or not scheme.isascii():
-        return "[link removed]"
-    return f"[{scheme}: link removed]"
-
-
-def _defang_authority(rest: str) -> str:
-    """Bracket the dots of the host part; the caller defangs the rest of the URL."""
-    end = len(rest)
-    for ch in "/?#":
-        i = rest.find(ch)
-        if i != -1:
-            end = min(end, i)
-    return _bracket_dots(rest[:end], idna_dots=True) + rest[end:]
 
 
 # --------------------------------------------------------------------------------------------
@@ -230,7 +93,7 @@ def _same_site(a: str, b: str) -> bool:
 def _href_host(scheme: str | None, cleaned: str) -> str | None:
     if scheme is None and cleaned[:2] not in ("//", "\\\\", "/\\", "\\/"):
         return None
-    if scheme is not None and scheme not in _RENAMED and scheme not in _NET_SCHEMES:
+    if scheme is not None and scheme not in RENAMED_SCHEMES and scheme not in NET_SCHEMES:
         return None
     rest = cleaned if scheme is None else cleaned[len(scheme) + 1 :]
     return _hostname("//" + rest.replace("\\", "/").lstrip("/"))
@@ -595,7 +458,7 @@ class _Renderer:
         href = link.href.strip()
         if not href or href.startswith("#"):  # a jump within the message itself
             return
-        scheme, cleaned = _url_scheme(href)
+        scheme, cleaned = url_scheme(href)
         text = " ".join("".join(link.text).split())
         if scheme == "mailto":
             address = cleaned[len("mailto:") :].partition("?")[0].strip().lower()
@@ -632,7 +495,7 @@ def _shows_same_url(text: str, cleaned: str) -> bool:
     if not text or " " in text or norm(text) != norm(cleaned):
         return False
     # Only a text the body-wide pass is sure to defang may stand alone.
-    return defang_text(text)[1] > 0
+    return disarm(text).links > 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -665,7 +528,8 @@ def html_to_text(html: str, *, max_chars: int = 2_000_000) -> HtmlText:
     truncated = truncated or renderer.out.full
     text = renderer.out.value()[:max_chars]
     text = _OUTPUT_JUNK_RE.sub("", text).replace("\u00a0", " ")
-    text, bare = defang_text(text)
+    disarmed = disarm(text)
+    text, bare = disarmed.text, disarmed.links
     text = "\n".join(line.rstrip() for line in text.split("\n"))
     text = re.sub(r"\n{3,}", "\n\n", text).strip("\n")
     if truncated:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Iterable
 
+from gateway.mime.defang import disarm
 from gateway.mime.headers_block import one_line
 from gateway.model import Action, PartReport
 from gateway.reasons import LABELS_JA
@@ -80,12 +81,20 @@ def render_notice(
     html_converted: bool,
     links_disarmed: int,
     contact: str,
+    html_dropped: bool = False,
 ) -> str:
+    """The notice, disarmed as a whole (file names, types and details are sender's text).
+
+    ``html_converted``: an HTML body was rendered as text; ``html_dropped``: the HTML form of a
+    text+HTML alternative was discarded and the sender's own text form is shown.
+    """
     flat = _flatten(parts)
     ja: list[str] = [RULE, "【無害化のお知らせ】"]
     ja.append("このメールはインターネットから届いたため、安全のため内容を再構成しました。")
     if html_converted:
         ja.append("・HTML形式の本文はテキストに変換しました。")
+    if html_dropped:
+        ja.append("・HTML形式の別版は削除し、同じ内容のテキスト版を本文として使用しました。")
     if links_disarmed:
         ja.append(
             f"・本文中のリンク {links_disarmed} 件は無効化しました"
@@ -101,6 +110,8 @@ def render_notice(
     en.append("This message came from the Internet; its content was rebuilt for safety.")
     if html_converted:
         en.append("- The HTML body was converted to plain text.")
+    if html_dropped:
+        en.append("- The HTML alternative was dropped; the sender's plain-text version is shown.")
     if links_disarmed:
         en.append(f"- {links_disarmed} link(s) were disarmed (shown as hxxp:// and [.]).")
     if flat:
@@ -109,7 +120,8 @@ def render_notice(
     else:
         en.append("- There were no attachments.")
     en.append(f"To obtain the original, contact {contact} quoting X-Mugai-Id: {mugai_id}")
-    return "\n".join([*ja, "", *en, RULE, ""])
+    # Last step: nothing is appended or changed after disarming.
+    return disarm("\n".join([*ja, "", *en, RULE, ""])).text
 
 
 def render_withheld_notice(

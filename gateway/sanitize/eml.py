@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from gateway.errors import ArchiveLimit, ConversionFailed, Permanent
 from gateway.mime.body import compose_body
+from gateway.mime.defang import disarm
 from gateway.mime.parse import parse_message
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
 from gateway.sanitize.base import Context
@@ -34,7 +35,9 @@ def sanitize_eml(data: bytes, filename: str, detected: Detected, ctx: Context) -
     head = "\n".join(
         f"{name.title()}: {parsed.headers[name]}" for name in _SHOWN if name in parsed.headers
     )
-    text = f"{head}\n\n{body}\n" if head else f"{body}\n"
+    # The forwarded message's headers are sender's text shown as ours: disarmed, last.
+    shown = disarm(f"{head}\n\n{body}\n" if head else f"{body}\n")
+    text, links = shown.text, links + shown.links
     files: list[CleanFile] = [
         CleanFile(clean_name(filename or "message", "txt"), "text/plain", text.encode("utf-8"))
     ]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from gateway.mime.defang import disarm
+
 _MAX_STEM_CHARS = 100
 _FALLBACK = "attachment"
 # Bidi controls (RLO/LRO/isolates/marks) would let "exe.pdf" read as "fdp.exe".
@@ -25,7 +27,8 @@ def _clean_char(ch: str) -> str:
 
 def clean_name(filename: str, new_ext: str) -> str:
     """``見積書.docm`` → ``見積書.pdf``: path parts, control and bidi characters removed,
-    length bounded, empty ⇒ ``attachment``. ``new_ext`` is given without the dot."""
+    length bounded, empty ⇒ ``attachment``, host names disarmed (``www[.]x[.]com.pdf``).
+    ``new_ext`` is given without the dot."""
     name = unicodedata.normalize("NFC", filename or "")
     # Both separators: Windows senders put backslashes in names.
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
@@ -36,5 +39,10 @@ def clean_name(filename: str, new_ext: str) -> str:
     stem = stem[:_MAX_STEM_CHARS].rstrip(" .")
     if not stem:
         stem = _FALLBACK
+    # Last: "www.evil-corp.me" shown as a part name must not be a link (dots bracketed).
+    stem = disarm(stem).text
     ext = "".join(ch for ch in new_ext.lstrip(".") if ch.isascii() and ch.isalnum()).lower()
+    if ext and disarm(f"{stem}.{ext}").text != f"{stem}.{ext}":
+        # The stem and the extension together read as a host ("www" + ".txt"): keep them apart.
+        stem += "_"
     return f"{stem}.{ext}" if ext else stem

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from gateway.errors import ConversionFailed
-from gateway.mime.html import defang_text, defang_url
+from gateway.mime.defang import defang_text, defang_url
 from gateway.model import CleanFile
 from gateway.sanitize import sandbox
 from gateway.sanitize.base import Context

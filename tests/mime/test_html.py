@@ -13,7 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.mime.html import TRUNCATED_MARKER, defang_text, defang_url, html_to_text
+from gateway.mime.defang import defang_text, defang_url
+from gateway.mime.html import TRUNCATED_MARKER, html_to_text
 
 LIVE = ("http://", "https://")
 
