@@ -20,7 +20,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import Permanent, ScannerUnavailable
+from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan
 from gateway.mime.detect import detect
 from gateway.mime.tokens import removed_any
 from gateway.model import Action, PartReport, ScanResult
@@ -70,7 +70,8 @@ def _scan_entry(path: Path, data: bytes, scan: ScanFn | None) -> dict[str, Any]:
         return {"status": "unscanned"}
     try:
         result = scan(data)
-    except ScannerUnavailable as exc:
+    except (ScannerUnavailable, TooLargeToScan) as exc:
+        # Over clamd's stream limit is "cannot scan" too: never sanitized unscanned.
         raise CannotScan(path, exc.detail or exc.reason) from exc
     if result.clean:
         return {"status": "clean", "seconds": round(result.seconds, 4)}

@@ -103,7 +103,7 @@ async def test_readyz_not_ready_without_the_converter_jail(
     monkeypatch.setattr(jail, "BWRAP", "/nonexistent/bwrap")
     jail.reset_probe()
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
             r = await client.get("/readyz")
         assert r.status_code == 503
         body = r.json()

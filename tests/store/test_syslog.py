@@ -185,7 +185,7 @@ def test_small_max_bytes_still_parses() -> None:
 
 def _new_events(store: Store) -> None:
     store.audit("token:alice", "original.read", "m1", {"why": "確認"})
-    add_message(store, status="quarantined", mail_from="bad@evil.example")
+    add_message(store, status="quarantined", mail_from="bad@evil.example", reason="virus_found")
     add_message(store, status="delivered", mail_from="good@example.jp")
 
 
