@@ -338,7 +338,12 @@ class _Worker:
             io_dir = self._dir / "io"
             src, dst = io_dir / f"in.{suffix}", io_dir / "out.pdf"
             try:
-                _write_input(src, data)
+                try:
+                    _write_input(src, data)
+                except ConversionFailed:
+                    # Only a compromised soffice rearranges its directory: replace it.
+                    self.restart("work directory tampered with")
+                    raise
                 return self._convert(src, dst, timeout)
             finally:
                 for path in (src, dst):

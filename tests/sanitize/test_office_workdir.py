@@ -66,6 +66,8 @@ def test_a_symlinked_io_directory_is_not_followed(
         # Neither overwritten with the next document nor removed by the clean-up.
         assert [f.name for f in victim_dir.iterdir()] == ["in.docx"]
         assert (victim_dir / "in.docx").read_bytes() == b"a host file"
+        # A tampered worker is replaced, not left failing every later document.
+        assert p.to_pdf(documents["docx"], "docx", timeout=120).startswith(b"%PDF-")
 
 
 def test_the_output_pdf_must_be_a_regular_file_in_the_jail_dir(tmp_path: Path) -> None:
