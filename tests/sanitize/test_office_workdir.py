@@ -96,3 +96,27 @@ def test_the_output_pdf_must_be_a_regular_file_in_the_jail_dir(tmp_path: Path) -
             pass
         pytest.fail("reading a FIFO left by the jail blocks the trusted side")
     assert isinstance(outcome[0], ConversionFailed)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known hole: the LibreOffice jail's /tmp is a host directory without a size bound"
+    " (RLIMIT_FSIZE caps one file, not their number); a compromised soffice can fill the"
+    " file system holding the spool. Needs a bounded tmpfs shared by soffice and its driver.",
+)
+def test_a_compromised_soffice_cannot_fill_the_host_disk(tmp_path: Path) -> None:
+    # The office pool binds each worker's host directory at the jail's /tmp, like this.
+    bound_mb = sandbox.Limits(seconds=1, memory_mb=1).tmp_mb  # the tmpfs jails' bound
+    sandbox.run(
+        [
+            "/bin/sh",
+            "-c",
+            f"i=0; while [ $i -lt {bound_mb // 64 + 2} ]; do"
+            " head -c 67108864 /dev/zero > /tmp/f$i || exit 1; i=$((i+1)); done",
+        ],
+        stdin=b"",
+        limits=sandbox.Limits(seconds=60, memory_mb=256, max_file_mb=128),
+        workdir=str(tmp_path),
+    )
+    used = sum(f.stat().st_size for f in tmp_path.iterdir())
+    assert used <= bound_mb * 1024 * 1024
