@@ -144,11 +144,15 @@ def _pipe_sockets(pipe: str | None, profile_url: str, pipe_dir: Path = _PIPE_DIR
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+class _Tampered(ConversionFailed):
+    """What only a compromised soffice leaves behind: the worker is replaced."""
+
+
 def _jail_dir_fd(directory: Path) -> int:
     try:
         return os.open(directory, _NOFOLLOW_DIR)
     except OSError as exc:
-        raise ConversionFailed("LibreOffice work directory was tampered with") from exc
+        raise _Tampered("LibreOffice work directory was tampered with") from exc
 
 
 def _write_input(path: Path, data: bytes) -> None:
@@ -161,7 +165,7 @@ def _write_input(path: Path, data: bytes) -> None:
         try:
             fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
         except OSError as exc:
-            raise ConversionFailed("LibreOffice work directory was tampered with") from exc
+            raise _Tampered("LibreOffice work directory was tampered with") from exc
         with open(fd, "wb") as fh:
             fh.write(data)
     finally:
@@ -172,7 +176,7 @@ def _remove(path: Path) -> None:
     """Unlink ``path`` itself, never through a symlinked parent directory."""
     try:
         dir_fd = _jail_dir_fd(path.parent)
-    except ConversionFailed:
+    except _Tampered:
         return
     try:
         with contextlib.suppress(OSError):
@@ -190,13 +194,13 @@ def _read_pdf(path: Path, max_bytes: int) -> bytes:
     except FileNotFoundError:
         raise ConversionFailed("LibreOffice produced no output") from None
     except OSError as exc:  # ELOOP: a symlink
-        raise ConversionFailed("LibreOffice output is not a regular file") from exc
+        raise _Tampered("LibreOffice output is not a regular file") from exc
     finally:
         os.close(dir_fd)
     with open(fd, "rb") as fh:
         info = os.fstat(fh.fileno())
         if not stat.S_ISREG(info.st_mode):
-            raise ConversionFailed("LibreOffice output is not a regular file")
+            raise _Tampered("LibreOffice output is not a regular file")
         if info.st_size > max_bytes:
             raise PartTooLarge(f"converted PDF is larger than {max_bytes} bytes")
         data = fh.read(max_bytes + 1)
@@ -338,13 +342,12 @@ class _Worker:
             io_dir = self._dir / "io"
             src, dst = io_dir / f"in.{suffix}", io_dir / "out.pdf"
             try:
-                try:
-                    _write_input(src, data)
-                except ConversionFailed:
-                    # Only a compromised soffice rearranges its directory: replace it.
-                    self.restart("work directory tampered with")
-                    raise
+                _write_input(src, data)
                 return self._convert(src, dst, timeout)
+            except _Tampered:
+                # Only a compromised soffice rearranges its directory: replace it.
+                self.restart("work directory tampered with")
+                raise
             finally:
                 for path in (src, dst):
                     _remove(path)

@@ -70,6 +70,35 @@ def test_a_symlinked_io_directory_is_not_followed(
         assert p.to_pdf(documents["docx"], "docx", timeout=120).startswith(b"%PDF-")
 
 
+def test_a_planted_output_symlink_is_refused_and_the_worker_replaced(
+    tmp_path: Path,
+    documents: dict[str, bytes],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    host_pdf = tmp_path / "someone-elses.pdf"
+    host_pdf.write_bytes(b"%PDF-1.7 confidential")
+    real_driver = office._Worker._driver
+
+    def compromised(
+        self: office._Worker, args: list[str], stdin: bytes, seconds: float
+    ) -> sandbox.RunResult:
+        result = real_driver(self, args, stdin, seconds)
+        if "--connect-timeout" in args and self._dir is not None:
+            # What a compromised soffice does once it has written its PDF.
+            _in_jail(self._dir, "/bin/ln", "-sf", str(host_pdf), "/tmp/io/out.pdf")
+        return result
+
+    with OfficePool(1) as p:
+        p.to_pdf(documents["docx"], "docx", timeout=120)
+        (leader,) = p.worker_pids()
+        monkeypatch.setattr(office._Worker, "_driver", compromised)
+        with pytest.raises(ConversionFailed):
+            p.to_pdf(documents["docx"], "docx", timeout=120)
+        monkeypatch.undo()
+        assert leader not in p.worker_pids()
+        assert p.to_pdf(documents["docx"], "docx", timeout=120).startswith(b"%PDF-")
+
+
 def test_the_output_pdf_must_be_a_regular_file_in_the_jail_dir(tmp_path: Path) -> None:
     host_pdf = tmp_path / "someone-elses.pdf"
     host_pdf.write_bytes(b"%PDF-1.7 confidential")
