@@ -25,6 +25,7 @@ import os
 import queue
 import secrets
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -137,16 +138,74 @@ def _pipe_sockets(pipe: str | None, profile_url: str, pipe_dir: Path = _PIPE_DIR
     return paths
 
 
+# The worker's directory is bound read-write into the jail: below it, every name may be a
+# symlink or FIFO planted by a compromised soffice. The trusted side opens the directory and
+# the file with O_NOFOLLOW and only reads or writes regular files it opened itself.
+_NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class _Tampered(ConversionFailed):
+    """What only a compromised soffice leaves behind: the worker is replaced."""
+
+
+def _jail_dir_fd(directory: Path) -> int:
+    try:
+        return os.open(directory, _NOFOLLOW_DIR)
+    except OSError as exc:
+        raise _Tampered("LibreOffice work directory was tampered with") from exc
+
+
+def _write_input(path: Path, data: bytes) -> None:
+    """Write the document as a new regular file ``path`` (whatever the jail left there)."""
+    dir_fd = _jail_dir_fd(path.parent)
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path.name, dir_fd=dir_fd)
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(path.name, flags, 0o600, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _Tampered("LibreOffice work directory was tampered with") from exc
+        with open(fd, "wb") as fh:
+            fh.write(data)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove(path: Path) -> None:
+    """Unlink ``path`` itself, never through a symlinked parent directory."""
+    try:
+        dir_fd = _jail_dir_fd(path.parent)
+    except _Tampered:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.unlink(path.name, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def _read_pdf(path: Path, max_bytes: int) -> bytes:
     """LibreOffice sometimes reports success and writes nothing: check what is there."""
+    dir_fd = _jail_dir_fd(path.parent)
     try:
-        size = path.stat().st_size
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        fd = os.open(path.name, flags, dir_fd=dir_fd)
     except FileNotFoundError:
         raise ConversionFailed("LibreOffice produced no output") from None
-    if size > max_bytes:
-        raise PartTooLarge(f"converted PDF is larger than {max_bytes} bytes")
-    with open(path, "rb") as fh:
+    except OSError as exc:  # ELOOP: a symlink
+        raise _Tampered("LibreOffice output is not a regular file") from exc
+    finally:
+        os.close(dir_fd)
+    with open(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise _Tampered("LibreOffice output is not a regular file")
+        if info.st_size > max_bytes:
+            raise PartTooLarge(f"converted PDF is larger than {max_bytes} bytes")
         data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise PartTooLarge(f"converted PDF is larger than {max_bytes} bytes")
     if not data.startswith(b"%PDF-"):
         raise ConversionFailed("LibreOffice output is not a PDF")
     return data
@@ -283,12 +342,15 @@ class _Worker:
             io_dir = self._dir / "io"
             src, dst = io_dir / f"in.{suffix}", io_dir / "out.pdf"
             try:
-                src.write_bytes(data)
+                _write_input(src, data)
                 return self._convert(src, dst, timeout)
+            except _Tampered:
+                # Only a compromised soffice rearranges its directory: replace it.
+                self.restart("work directory tampered with")
+                raise
             finally:
                 for path in (src, dst):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
+                    _remove(path)
 
     def _convert(self, src: Path, dst: Path, timeout: float) -> bytes:
         assert self._dir is not None
