@@ -88,7 +88,15 @@ def test_no_access_without_a_valid_token(tmp_path: Path) -> None:
             for headers in ({"Authorization": ""}, {"Authorization": "Bearer mgt_not-a-token"}):
                 response = case.call(headers=headers)
                 if case.path.startswith("/api/"):
-                    assert response.status_code == 401, (case.method, case.formatted_path)
+                    # A generated (negative) case may carry its own broken Host header: the Host
+                    # allowlist refuses it before any route or token is looked at, also no access.
+                    host_refused = (
+                        response.status_code == 400 and "host_not_allowed" in response.text
+                    )
+                    assert response.status_code == 401 or host_refused, (
+                        case.method,
+                        case.formatted_path,
+                    )
                 else:
                     assert response.status_code < 500
 
