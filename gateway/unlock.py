@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.egress.check import check_message
 from gateway.errors import (
     ConversionTimeout,
     InternalError,
@@ -31,8 +32,10 @@ from gateway.errors import (
     RelayRejected,
     UnlockUnsupported,
     VirusFound,
+    VirusFoundOutput,
     WrongPassword,
 )
+from gateway.mime.defang import disarm
 from gateway.mime.detect import detect
 from gateway.mime.notice import RULE, display_name, render_notice
 from gateway.mime.parse import Attachment, parse_message
@@ -183,7 +186,8 @@ def build_unlocked_message(
     return build_message(
         headers=headers,
         addresses=addresses,
-        body=intro + notice + "\n",
+        # The intro quotes the sender's Subject and file name: disarmed as a whole, last.
+        body=disarm(intro + notice + "\n").text,
         files=files,
         mugai_id=msg.id,
         tokens=tokens,
@@ -259,6 +263,12 @@ async def unlock(
             who=who.name,
             message_id=message_id,
         )
+        # The same last gate as every delivery: the new message scanned and checked as it
+        # would leave (a refusal is the outcome; nothing is sent).
+        out_scan = await scanner.scan(data)
+        if not out_scan.clean:
+            raise VirusFoundOutput(out_scan.signature)
+        await asyncio.to_thread(check_message, data)
         if time.monotonic() - begun_at > unlocks.DELIVER_WITHIN_SECONDS:
             # Our in-flight block may expire before the relay answers: another attempt
             # could then deliver too. Fail closed: not delivered.
