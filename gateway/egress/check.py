@@ -137,11 +137,14 @@ def _check_csv(text: str) -> None:
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
     if not text.startswith("\ufeff"):
         raise EgressFormula("CSV without a BOM (Excel would read it as Shift_JIS)")
-    for row in csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=delimiter):
-        for cell in row:
-            core = cell.lstrip(" \u3000")
-            if len(core) > 1 and core[0] in _FORMULA_START and not _NUMBER.fullmatch(core):
-                raise EgressFormula(f"CSV cell starts a formula: {core[:20]!r}")
+    # Excel reads a .csv file with commas whatever it holds: both readings are checked.
+    for sep in sorted({delimiter, ","}):
+        rows = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=sep)
+        for row in rows:
+            for cell in row:
+                core = cell.lstrip(" \u3000")
+                if len(core) > 1 and core[0] in _FORMULA_START and not _NUMBER.fullmatch(core):
+                    raise EgressFormula(f"CSV cell starts a formula: {core[:20]!r}")
 
 
 def _check_pdf(data: bytes) -> None:
