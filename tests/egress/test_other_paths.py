@@ -4,6 +4,8 @@ and the unlocked message passes the same egress check as every delivery."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 from email.message import EmailMessage
 from types import SimpleNamespace
 from typing import Any
@@ -50,3 +52,23 @@ def test_withheld_notice_disarms_sender_and_subject() -> None:
     )  # fmt: skip
     assert live_links(text) == []
     assert "evil" in text  # still readable
+
+
+def test_unlocked_message_tokens_follow_the_one_rule() -> None:
+    """A link disarmed inside the unlocked archive is REP_LINK, as in every delivery."""
+    row: Any = SimpleNamespace(id="M1", message_id="<ppap-evil@example.com>", subject="")
+    member = PartReport(
+        index="2.1", filename="memo.txt", declared_type="text/plain", detected_type="text/plain",
+        action=Action.KEPT, reasons=("links_disarmed",),
+    )  # fmt: skip
+    report = PartReport(
+        index="2", filename="a.zip", declared_type="application/zip",
+        detected_type="application/zip", action=Action.CONVERTED, reasons=(), children=(member,),
+    )  # fmt: skip
+    data = build_unlocked_message(
+        original=_original(), msg=row, part="2", filename="a.zip", report=report,
+        files=[CleanFile(filename="memo.txt", content_type="text/plain", data=b"hxxps://x\n")],
+        settings=load_settings(None), who="operator", message_id="<new@example.jp>",
+    )  # fmt: skip
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert msg["X-Mugai-Sanitized"].split() == ["CONV_ATTACH", "REP_LINK"]
