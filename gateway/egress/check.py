@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 ALLOWED_LEAF_TYPES: Final = frozenset(
     {"text/plain", "text/csv", "application/pdf", "image/png", "image/jpeg"}
 )
+_EXTENSIONS: Final = {
+    "text/plain": (".txt",), "text/csv": (".csv",), "application/pdf": (".pdf",),
+    "image/png": (".png",), "image/jpeg": (".jpg", ".jpeg"),
+}  # fmt: skip
 _MAX_PARTS: Final = 10_000
 _MAX_PIXELS: Final = 200_000_000
 # PDF names that mean actions, scripts, forms, links or embedded files; none is ever in a
@@ -121,6 +125,9 @@ def _check_file(filename: str, content_type: str, data: bytes) -> None:
         _check_pdf(data)
     else:
         _check_image(data, content_type)
+    # Windows opens a file by its extension, not by its type: the name must say the type.
+    if filename and not filename.lower().endswith(_EXTENSIONS[content_type]):
+        raise EgressType(f"{content_type} file named with another extension")
 
 
 def _check_text(text: str, where: str) -> None:
