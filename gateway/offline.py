@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.egress.check import check_file, check_message
-from gateway.errors import Permanent, ScannerUnavailable, VirusFoundOutput
+from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan, VirusFoundOutput
 from gateway.mime.detect import detect
 from gateway.mime.tokens import removed_any
 from gateway.model import Action, PartReport, ScanResult
@@ -74,6 +74,8 @@ def _scan_entry(path: Path, data: bytes, scan: ScanFn | None) -> dict[str, Any]:
         result = scan(data)
     except ScannerUnavailable as exc:
         raise CannotScan(path, exc.detail or exc.reason) from exc
+    except TooLargeToScan as exc:  # not scanned either: the run stops
+        raise CannotScan(path, f"over clamd's size limit: {exc.detail}") from exc
     if result.clean:
         return {"status": "clean", "seconds": round(result.seconds, 4)}
     return {"status": "infected", "signature": result.signature}
