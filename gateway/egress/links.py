@@ -51,7 +51,8 @@ def live_links(text: str, limit: int = 5) -> list[str]:
         return len(found) >= limit
 
     for m in _SCHEME_SLASH_RE.finditer(folded):
-        name = m.group(1).lower()
+        # A scheme starts with a letter (RFC 3986): "..." folded from "…" is not part of it.
+        name = m.group(1).lower().lstrip("0123456789+.-")
         drive = len(name) == 1 and name.isalpha()  # "C:\\Users" is a path, not a link
         # A scheme has letters: "4:/" (from "¼:/" folded) names no handler.
         scheme = any(c.isalpha() for c in name)

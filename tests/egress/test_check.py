@@ -158,3 +158,23 @@ def test_file_name_extension_outside_the_contract_is_refused(
         check_file(name, ctype, data)
     good = {"text/plain": "a.txt", "text/csv": "a.csv", "image/png": "a.png"}
     check_file(good.get(ctype, "a.pdf"), ctype, data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "詳しくは…hxxps://example[.]com/ をご覧ください",
+        "続きは‥hxxp://example[.]jp",
+        "-hxxps://a[.]jp",
+    ],
+)
+def test_ellipsis_before_a_disarmed_link_is_not_live(body: str) -> None:
+    """NFKC folds "…" to "...": the dots are not part of the scheme (a scheme starts with a
+    letter), so a disarmed link after a Japanese ellipsis does not quarantine the mail."""
+    check_message(message(body))
+
+
+@pytest.mark.parametrize("body", ["…https://evil.com/", "1https://evil.com/", ".ms-msdt:/x"])
+def test_junk_before_a_live_scheme_is_still_live(body: str) -> None:
+    with pytest.raises(EgressLiveLink):
+        check_message(message(body))
