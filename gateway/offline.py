@@ -17,10 +17,12 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan
+from gateway.egress.check import check_file, check_message
+from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan, VirusFoundOutput
 from gateway.mime.detect import detect
 from gateway.mime.tokens import removed_any
 from gateway.model import Action, PartReport, ScanResult
@@ -70,9 +72,10 @@ def _scan_entry(path: Path, data: bytes, scan: ScanFn | None) -> dict[str, Any]:
         return {"status": "unscanned"}
     try:
         result = scan(data)
-    except (ScannerUnavailable, TooLargeToScan) as exc:
-        # Over clamd's stream limit is "cannot scan" too: never sanitized unscanned.
+    except ScannerUnavailable as exc:
         raise CannotScan(path, exc.detail or exc.reason) from exc
+    except TooLargeToScan as exc:  # not scanned either: the run stops
+        raise CannotScan(path, f"over clamd's size limit: {exc.detail}") from exc
     if result.clean:
         return {"status": "clean", "seconds": round(result.seconds, 4)}
     return {"status": "infected", "signature": result.signature}
@@ -105,6 +108,7 @@ def sanitize_one(
         meta = JobMeta(id=new_id(), kind="mail", received_at=time.time())
         try:
             result = sanitize_message(data, meta, settings, office)
+            _last_gate(path, result.data, scan, lambda: check_message(result.data))
         except Permanent as exc:
             entry.update(
                 kind="message",
@@ -135,6 +139,16 @@ def sanitize_one(
         )
         report, files = sanitize_part(data, path.name, "", ctx, "1")
         reports = [report]
+        try:
+            for f in files:
+                _last_gate(
+                    path, f.data, scan, partial(check_file, f.filename, f.content_type, f.data)
+                )
+        except Permanent as exc:
+            entry.update(kind="file", status="withheld", outputs=[], part=_report_dict(report),
+                         reason=exc.reason, detail=exc.detail)  # fmt: skip
+            entry["reasons"] = sorted({*_reason_codes(reports), exc.reason})
+            return entry, False
         outputs = []
         for f in files:
             target = unique_path(out_dir / f.filename)
@@ -151,6 +165,19 @@ def sanitize_one(
     # The one place that decides "was anything removed" for both kinds of input.
     clean = entry["status"] == "sanitized" and not removed_any(reports)
     return entry, clean
+
+
+def _last_gate(path: Path, data: bytes, scan: ScanFn | None, check: Callable[[], None]) -> None:
+    """The gateway's last gate before anything is written: the output rescanned (unless
+    --no-scan) and checked by the egress checker; raises ``Permanent`` on a refusal."""
+    if scan is not None:
+        try:
+            result = scan(data)
+        except ScannerUnavailable as exc:
+            raise CannotScan(path, exc.detail or exc.reason) from exc
+        if not result.clean:
+            raise VirusFoundOutput(result.signature)
+    check()
 
 
 def _reason_codes(reports: list[PartReport]) -> list[str]:
@@ -240,7 +267,5 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
         shown = ",".join(item.get("reasons", [])) or "-"
         signature = item.get("scan", {}).get("signature")
         extra = f" signature={_printable(signature)}" if signature else ""
-        lines.append(
-            f"{status}\t{_printable(item['input'])} -> {outputs}\treasons={shown}{extra}"
-        )
+        lines.append(f"{status}\t{_printable(item['input'])} -> {outputs}\treasons={shown}{extra}")
     return lines

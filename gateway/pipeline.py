@@ -233,10 +233,13 @@ class Pipeline:
         # The egress gate: the rebuilt message is scanned and checked once more, exactly as it
         # would leave. Either refusal quarantines; a clamd outage is Transient (retry later).
         egress_started = time.monotonic()
-        out_scan = await self.scanner.scan(result.data)
         timings = {"scan": round(scanned - started, 4), **result.report.timings}
         scan = replace(scan, auth=result.report.auth)  # issue 16: shown in record and API
         report = replace(result.report, scan=scan, timings=timings)
+        try:
+            out_scan = await self.scanner.scan(result.data)
+        except Permanent as exc:  # e.g. too_large_to_scan: quarantined with its report
+            return Quarantine(exc.reason, exc.detail, report)
         if not out_scan.clean:
             return Quarantine(VirusFoundOutput.reason, out_scan.signature, report)
         try:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gateway.egress.check import check_message
 from gateway.errors import (
     ConversionTimeout,
     InternalError,
@@ -31,13 +32,16 @@ from gateway.errors import (
     RelayRejected,
     UnlockUnsupported,
     VirusFound,
+    VirusFoundOutput,
     WrongPassword,
 )
+from gateway.mime.defang import disarm
 from gateway.mime.detect import detect
 from gateway.mime.notice import RULE, display_name, render_notice
 from gateway.mime.parse import Attachment, parse_message
 from gateway.mime.rebuild import build_message, received_line
-from gateway.model import Action, CleanFile, PartReport, ScanResult
+from gateway.mime.tokens import sanitized_tokens
+from gateway.model import CleanFile, PartReport, ScanResult
 from gateway.relay import Relay
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.decrypt import child_kind, decrypt
@@ -116,16 +120,6 @@ def _decrypt_and_sanitize(
     return report, files, hashlib.sha256(plain).hexdigest()
 
 
-def _removed_any(report: PartReport) -> bool:
-    stack = [report]
-    while stack:
-        r = stack.pop()
-        if r.action is Action.REMOVED:
-            return True
-        stack.extend(r.children)
-    return False
-
-
 def build_unlocked_message(
     *,
     original: bytes,
@@ -174,7 +168,10 @@ def build_unlocked_message(
     notice = render_notice(
         msg.id, [report], html_converted=False, links_disarmed=0, contact=settings.notice.contact
     )
-    tokens = {"CONV_ATTACH"} | ({"DEL_ATTACH"} if _removed_any(report) else set())
+    # The intro quotes the sender's Subject and file name: disarmed as a whole, last.
+    body = disarm(intro + notice + "\n")
+    # The one rule of every delivery (gateway/mime/tokens.py), at every depth of the report.
+    tokens = sanitized_tokens([report], body_changed=False, links=body.links)
     received = received_line(
         helo="unlock", peer="127.0.0.1", hostname=settings.smtp.hostname, mugai_id=msg.id, rcpt=""
     )
@@ -183,7 +180,7 @@ def build_unlocked_message(
     return build_message(
         headers=headers,
         addresses=addresses,
-        body=intro + notice + "\n",
+        body=body.text,
         files=files,
         mugai_id=msg.id,
         tokens=tokens,
@@ -259,6 +256,12 @@ async def unlock(
             who=who.name,
             message_id=message_id,
         )
+        # The same last gate as every delivery: the new message scanned and checked as it
+        # would leave (a refusal is the outcome; nothing is sent).
+        out_scan = await scanner.scan(data)
+        if not out_scan.clean:
+            raise VirusFoundOutput(out_scan.signature)
+        await asyncio.to_thread(check_message, data)
         if time.monotonic() - begun_at > unlocks.DELIVER_WITHIN_SECONDS:
             # Our in-flight block may expire before the relay answers: another attempt
             # could then deliver too. Fail closed: not delivered.

@@ -25,8 +25,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from gateway.egress.check import check_message
 from gateway.errors import (
     CrashLoop,
+    EgressRefused,
     Permanent,
     RelayRejected,
     RelayTemporary,
@@ -505,6 +507,12 @@ class Worker:
             mugai_id=job.id,
             hostname=self.settings.smtp.hostname,
         )
+        try:
+            # Our own text, but it quotes the sender's headers: the same last gate as mail.
+            await asyncio.to_thread(check_message, data)
+        except EgressRefused as exc:
+            log.warning("job=%s withheld notice not sent: %s", job.id, exc.reason)
+            return
         try:
             await self.relay.send("", job.meta.rcpt_tos, data)
         except Exception as exc:  # noqa: BLE001 - the notice is best effort; the quarantine stands

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 ALLOWED_LEAF_TYPES: Final = frozenset(
     {"text/plain", "text/csv", "application/pdf", "image/png", "image/jpeg"}
 )
+_EXTENSIONS: Final = {
+    "text/plain": (".txt",), "text/csv": (".csv",), "application/pdf": (".pdf",),
+    "image/png": (".png",), "image/jpeg": (".jpg", ".jpeg"),
+}  # fmt: skip
 _MAX_PARTS: Final = 10_000
 _MAX_PIXELS: Final = 200_000_000
 # PDF names that mean actions, scripts, forms, links or embedded files; none is ever in a
@@ -121,6 +125,9 @@ def _check_file(filename: str, content_type: str, data: bytes) -> None:
         _check_pdf(data)
     else:
         _check_image(data, content_type)
+    # Windows opens a file by its extension, not by its type: the name must say the type.
+    if filename and not filename.lower().endswith(_EXTENSIONS[content_type]):
+        raise EgressType(f"{content_type} file named with another extension")
 
 
 def _check_text(text: str, where: str) -> None:
@@ -137,11 +144,14 @@ def _check_csv(text: str) -> None:
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
     if not text.startswith("\ufeff"):
         raise EgressFormula("CSV without a BOM (Excel would read it as Shift_JIS)")
-    for row in csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=delimiter):
-        for cell in row:
-            core = cell.lstrip(" \u3000")
-            if len(core) > 1 and core[0] in _FORMULA_START and not _NUMBER.fullmatch(core):
-                raise EgressFormula(f"CSV cell starts a formula: {core[:20]!r}")
+    # Excel reads a .csv file with commas whatever it holds: both readings are checked.
+    for sep in sorted({delimiter, ","}):
+        rows = csv.reader(io.StringIO(text.lstrip("\ufeff"), newline=""), delimiter=sep)
+        for row in rows:
+            for cell in row:
+                core = cell.lstrip(" \u3000")
+                if len(core) > 1 and core[0] in _FORMULA_START and not _NUMBER.fullmatch(core):
+                    raise EgressFormula(f"CSV cell starts a formula: {core[:20]!r}")
 
 
 def _check_pdf(data: bytes) -> None:

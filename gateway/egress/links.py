@@ -27,7 +27,12 @@ _SCHEME_SLASH_RE: Final = re.compile(r"(?<![a-z0-9+.\-])([a-z0-9+.\-]+):[/\\]", 
 _OPAQUE_RE: Final = re.compile(r"(?<![a-z0-9+.\-])([a-z][a-z0-9+.\-]*):(?=[^\s\[/\\])", re.I)
 _UNC_RE: Final = re.compile(r"(?<![\[\\\w/:\]])\\\\[\w.\-$]+[\\/]")
 _WWW_RE: Final = re.compile(r"(?<![a-z0-9@._\-])www\d{0,3}\.[\w\-]", re.I)
-_HOST_RE: Final = re.compile(r"(?<![\w@.\-])(?:[\w\-]+\.)+([a-z]{2,63})(?![a-z0-9@_\-])", re.I)
+# The top-level label: ASCII, or letters of any script (".コム", ".рф" are public suffixes).
+_HOST_RE: Final = re.compile(
+    r"(?<![\w@.\-])(?:[\w\-]+\.)+"
+    r"(?:([a-z]{2,63})(?![a-z0-9@_\-])|([^\W\d_]{2,63})(?![\w@\-]))",
+    re.I,
+)
 _PSL: Final = PublicSuffixList(only_icann=True)
 
 
@@ -46,7 +51,8 @@ def live_links(text: str, limit: int = 5) -> list[str]:
         return len(found) >= limit
 
     for m in _SCHEME_SLASH_RE.finditer(folded):
-        name = m.group(1).lower()
+        # A scheme starts with a letter (RFC 3986): "..." folded from "…" is not part of it.
+        name = m.group(1).lower().lstrip("0123456789+.-")
         drive = len(name) == 1 and name.isalpha()  # "C:\\Users" is a path, not a link
         # A scheme has letters: "4:/" (from "¼:/" folded) names no handler.
         scheme = any(c.isalpha() for c in name)
@@ -63,7 +69,7 @@ def live_links(text: str, limit: int = 5) -> list[str]:
         if add(m.group(0)):
             return found
     for m in _HOST_RE.finditer(folded):
-        if _public(m.group(1)) and add(m.group(0)):
+        if _public(m.group(1) or m.group(2)) and add(m.group(0)):
             return found
     return found
 

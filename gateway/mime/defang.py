@@ -144,9 +144,10 @@ _SCHEME_PASS_RE: Final = re.compile(
 # 1: a www. host (its own pass: a bare-host candidate rejected for its suffix, "Àwww.txt",
 # must not hide a www. host inside it)
 _WWW_PASS_RE: Final = re.compile(r"(?<![A-Za-z0-9@._\-])((?i:www)\d{0,3}(?:\.[\w\-]+)+)")
-# 1: a bare host, 2: its top-level label
+# 1: a bare host (an ASCII top-level label, or one of letters of any script: ".コム", ".рф")
 _HOST_PASS_RE: Final = re.compile(
-    r"(?<![\w@.\-])((?:[\w\-]+\.)+([A-Za-z]{1,63}))(?![A-Za-z0-9@_\-])"
+    r"(?<![\w@.\-])((?:[\w\-]+\.)+"
+    r"(?:[A-Za-z]{1,63}(?![A-Za-z0-9@_\-])|[^\W\d_]{2,63}(?![\w@\-])))"
 )
 
 _PSL: Final = PublicSuffixList(only_icann=True)
@@ -243,7 +244,7 @@ def _render(m: re.Match[str], original: str) -> str | None:
     return None
 
 
-_TLD_RE: Final = re.compile(r"[A-Za-z]{2,63}")
+_TLD_RE: Final = re.compile(r"[^\W\d_]{2,63}")
 
 
 def _bare_host(original: str, view: str) -> str | None:

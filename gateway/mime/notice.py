@@ -138,7 +138,8 @@ def render_withheld_notice(
     ja = REASONS_JA.get(reason, reason)
     sender, subject, date = (one_line(v, _NOTICE_FIELD) for v in (sender, subject, date))
     none = "（不明）"
-    return "\n".join(
+    # Sender, Subject and Date are the sender's text, shown in a body a client links.
+    text = "\n".join(
         [
             RULE,
             "【配送保留のお知らせ】",
@@ -159,3 +160,4 @@ def render_withheld_notice(
             "",
         ]
     )
+    return disarm(text).text

@@ -56,7 +56,9 @@ def sanitize_csv_text(text: str, filename: str = "") -> tuple[str, int]:
     """Rewritten CSV (no BOM yet) and how many links were disarmed."""
     delimiter = _csv_dialect(text, filename)
     out = io.StringIO()
-    writer = csv.writer(out, delimiter=delimiter, lineterminator="\r\n")
+    # Read as the sender wrote it, written as Excel reads a .csv file (the output's name):
+    # with commas. A tab-separated output would give Excel a new cell at every comma.
+    writer = csv.writer(out, delimiter=",", lineterminator="\r\n")
     links = 0
     cells = 0
     try:

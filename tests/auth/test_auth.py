@@ -233,3 +233,25 @@ def test_dead_resolver_costs_one_timeout_not_one_per_message(
         v = evaluate(raw, "yamada@example.jp", cfg(stub), lookup)
         assert v.overall is Overall.UNKNOWN
     assert stub.queries.count("sel._domainkey.example.jp") <= 2  # dnspython may retry once
+
+
+def test_overlong_from_is_unclear_without_the_stdlib_address_parser(
+    stub: DnsStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stdlib address parser is quadratic in specials (240 KB of '<>@,:' in a From took
+    14 s in the trusted process, below the 256 KiB header cap): an over-long From is never
+    handed to it, and says the sender is unclear."""
+    import email.headerregistry
+
+    parse = email.headerregistry.AddressHeader.value_parser
+
+    def bounded(value: str) -> object:
+        assert len(value) <= 8192, f"address parser given {len(value)} characters"
+        return parse(value)
+
+    monkeypatch.setattr(email.headerregistry.AddressHeader, "value_parser", staticmethod(bounded))
+    for from_ in ("<>@,:" * 40_000, "Yamada <yamada@example.jp>, " + "x" * 20_000):
+        v = evaluate(mail(from_), "yamada@example.jp", cfg(stub), make_lookup([stub.address], 1.0))
+        assert v.overall is Overall.SUSPICIOUS and "from_unclear" in v.reasons
+    ok = evaluate(mail(), "yamada@example.jp", cfg(stub), make_lookup([stub.address], 1.0))
+    assert "from_unclear" not in ok.reasons

@@ -75,3 +75,31 @@ async def test_unparseable_mail_is_identified(gateway_factory: Any, smtp_sink: S
     [got] = await smtp_sink.wait_for(1)
     text = body_text(parse(got.data))
     assert "件名: partsgnp.exe" in text and "\u202e" not in text
+
+
+async def test_withheld_notice_has_no_live_link_and_passes_the_egress_gate(
+    gateway_factory: Any, smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The notice quotes the sender's Subject and From in a body a client links: disarmed,
+    and checked by the egress gate like every delivery (a refusal sends no notice)."""
+    from gateway.egress.check import check_message
+
+    gw = await gateway_factory(smtp_sink)
+    evil = japanese_virus_mail().replace(
+        encoded_words(SUBJECT, split=9).encode(), b"Reset at https://evil.example.com/login"
+    )
+    job_id = queue_id(await asend(gw, evil, rcpt=RCPT))
+    await wait_status(gw, job_id, {"quarantined"})
+    [got] = await smtp_sink.wait_for(1)
+    check_message(got.data)
+    assert "hxxps://evil[.]example[.]com/login" in body_text(parse(got.data))
+
+    import gateway.worker
+
+    monkeypatch.setattr(
+        gateway.worker, "render_withheld_notice", lambda *a, **k: "https://evil.example.com/\n"
+    )
+    job_id = queue_id(await asend(gw, japanese_virus_mail(), rcpt=RCPT))
+    await wait_status(gw, job_id, {"quarantined"})
+    await asyncio.sleep(1.0)
+    assert len(smtp_sink.messages) == 1  # the refused notice was not sent

@@ -133,3 +133,48 @@ def test_multipart_alternative_inside_is_refused() -> None:
 def test_broken_input_refuses_instead_of_passing() -> None:
     with pytest.raises(EgressRefused):
         check_message(b"\xff" * 100)
+
+
+@pytest.mark.parametrize(
+    ("name", "ctype", "data"),
+    [
+        ("invoice.hta", "text/plain", b"ok\n"),
+        ("a.html", "text/plain", b"ok\n"),
+        ("a.url", "text/plain", b"ok\n"),
+        ("a.txt.lnk", "text/plain", b"ok\n"),
+        ("list.xlsx", "text/csv", "\ufeffa,b\r\n".encode()),
+        ("a.svg", "image/png", png()),
+        ("a.exe", "application/pdf", image_pdf()),
+    ],
+)
+def test_file_name_extension_outside_the_contract_is_refused(
+    name: str, ctype: str, data: bytes
+) -> None:
+    """Windows opens a file by its extension, not its MIME type: a clean text part named
+    .hta runs as a program. Every delivered name ends in its type's extension."""
+    with pytest.raises(EgressType):
+        check_message(message("ok", (name, ctype, data)))
+    with pytest.raises(EgressType):
+        check_file(name, ctype, data)
+    good = {"text/plain": "a.txt", "text/csv": "a.csv", "image/png": "a.png"}
+    check_file(good.get(ctype, "a.pdf"), ctype, data)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "詳しくは…hxxps://example[.]com/ をご覧ください",
+        "続きは‥hxxp://example[.]jp",
+        "-hxxps://a[.]jp",
+    ],
+)
+def test_ellipsis_before_a_disarmed_link_is_not_live(body: str) -> None:
+    """NFKC folds "…" to "...": the dots are not part of the scheme (a scheme starts with a
+    letter), so a disarmed link after a Japanese ellipsis does not quarantine the mail."""
+    check_message(message(body))
+
+
+@pytest.mark.parametrize("body", ["…https://evil.com/", "1https://evil.com/", ".ms-msdt:/x"])
+def test_junk_before_a_live_scheme_is_still_live(body: str) -> None:
+    with pytest.raises(EgressLiveLink):
+        check_message(message(body))

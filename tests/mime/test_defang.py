@@ -232,3 +232,21 @@ def test_www_in_any_case_and_combining_marks() -> None:
     for sent in ("WWW.evil.example", "Www.evil.example/x", "wẁw.evil-corp.me", "WWW.txt"):
         shown = disarm(sent).text
         assert "[.]" in shown and not live_links(shown), (sent, shown)
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ("пример.рф/login", "пример[.]рф/login"),
+        ("ご確認.コム/login", "ご確認[.]コム/login"),
+        ("shop.みんな/sale です", "shop[.]みんな/sale です"),
+        ("网站.中国/x", "网站[.]中国/x"),
+        ("evil.comです", "evil[.]comです"),
+    ],
+)
+def test_bare_host_on_a_non_ascii_public_suffix(sent: str, shown: str) -> None:
+    """Any public suffix, not only ASCII ones (IDN top-level domains such as .コム, .みんな)."""
+    assert live_links(sent), sent  # the checker calls it live
+    assert disarm(sent).text == shown
+    assert not live_links(shown)
+    assert disarm("確認しました.ありがとう").text == "確認しました.ありがとう"  # no such suffix

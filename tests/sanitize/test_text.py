@@ -169,3 +169,28 @@ def test_stem_and_extension_never_join_into_a_host(name: str) -> None:
     out = clean_name(name, "txt")
     assert not live_links(out), out
     assert out.endswith(".txt")
+
+
+def test_tab_separated_csv_is_written_as_excel_reads_a_csv_file() -> None:
+    """The output is always named .csv, which Excel reads with commas: a tab-separated input
+    whose cells hide ",=cmd|..." must not give Excel a formula cell at a comma."""
+    head = "氏名\t金額\t備考\t住所\t電話\r\n" * 5
+    evil = "x,=cmd|' /C calc'!A0,y\t+HYPERLINK(1)\t\"q,@SUM(1)\"\r\n"
+    name, _, _, data = run((head + evil).encode("utf-8"), "一覧.csv", "text/csv")
+    assert name == "一覧.csv"
+    text = data.decode("utf-8-sig")
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    assert rows[0] == ["氏名", "金額", "備考", "住所", "電話"]
+    assert rows[5] == ["x,=cmd|' /C calc'!A0,y", "'+HYPERLINK(1)", "q,@SUM(1)"]
+    for row in rows:
+        for cell in row:
+            assert not cell or cell[0] not in "=+-@\t\r", cell
+
+
+def test_egress_reads_a_csv_file_with_commas_as_excel_does() -> None:
+    from gateway.egress.check import check_file
+    from gateway.errors import EgressFormula
+
+    data = ("\ufeff" + "a\tb\tc\r\n" * 5 + "x,=cmd|' /C calc'!A0\r\n").encode()
+    with pytest.raises(EgressFormula):
+        check_file("x.csv", "text/csv", data)
