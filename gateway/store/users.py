@@ -3,8 +3,10 @@
 The two-person rule compares persons (two tokens of one person are one person). It also keeps
 apart people linked by an identity change: whoever created a person, changed their role or
 issued them a token within ``[admin] identity_cooldown`` cannot decide that person's release
-request, nor they the other's. Otherwise an admin could create an approver (or mint a token for
-one) and approve their own request through it. Every identity change is an audit entry
+request, nor they the other's, and two people whom one and the same third person changed within
+it cannot decide each other's requests (that person holds both their tokens). Otherwise an
+admin could create an approver (or mint a token for one, or make both an operator and an
+approver) and approve their own request through it. Every identity change is an audit entry
 (``user.create``, ``user.role``, ``token.create``, ``token.revoke``) that the link check reads,
 so what the auditor sees is what the rule enforces. Changes made with the local CLI (actor
 ``cli:<account>``) link nobody: a shell on the gateway host is outside this model.
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.store import audit
@@ -88,19 +90,22 @@ def list_all(s: Session) -> list[UserRow]:
 
 
 def linked(s: Session, a: str, b: str, cooldown: float) -> bool:
-    """Did either person create, re-role or issue a token to the other within ``cooldown``?"""
+    """Did either person create, re-role or issue a token to the other within ``cooldown``,
+    or did one and the same third person do so to both (then that one holds both tokens)?"""
     since = (_now() - timedelta(seconds=cooldown)).isoformat(timespec="microseconds")
-
-    def changed(by: str, whom: str) -> ColumnElement[bool]:
-        return and_(AuditRow.actor == f"token:{by}", AuditRow.target == whom)
-
     stmt = (
-        select(AuditRow.seq)
+        select(AuditRow.actor, AuditRow.target)
         .where(
             AuditRow.action.in_(LINKING_ACTIONS),
             AuditRow.at >= since,
-            or_(changed(a, b), changed(b, a)),
+            AuditRow.target.in_((a, b)),
+            AuditRow.actor.like("token:%"),
         )
-        .limit(1)
+        .distinct()
     )
-    return s.scalar(stmt) is not None
+    changers: dict[str, set[str]] = {a: set(), b: set()}
+    for actor, target in s.execute(stmt):
+        changers[target].add(actor)
+    if f"token:{b}" in changers[a] or f"token:{a}" in changers[b]:
+        return True
+    return bool(changers[a] & changers[b])
