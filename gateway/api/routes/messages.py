@@ -124,6 +124,9 @@ async def get_sanitized(
     gw: GatewayDep,
 ) -> Response:
     row = await _message(gw, mugai_id)
+    if row.kind != "mail" and not who.can("request"):
+        # An uploaded file's rebuilt bytes are the file gateway's, operator only (§4.5).
+        raise HTTPException(403, "forbidden")
     data = await asyncio.to_thread(gw.store.blob, mugai_id, "sanitized")
     if data is None:
         raise HTTPException(404, "no_sanitized_copy")
