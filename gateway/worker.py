@@ -238,6 +238,11 @@ class Worker:
                 self.health.progress()  # idle is progress: nothing is waiting on this slot
                 await self._sleep()
                 continue
+            if not self._solo.is_set() and await self._give_back(job):
+                # A crash suspect runs (or has just begun): a crash now charges every job in
+                # active/, so nothing else may wait there. No await between this check and
+                # _busy += 1, so the suspect either sees this job busy or it is given back.
+                continue
             if job.meta.extra.get(RECOVERIES):
                 await self._handle_alone(job)
                 continue
@@ -248,6 +253,15 @@ class Worker:
                 self._busy -= 1
                 async with self._quiet:
                     self._quiet.notify_all()
+
+    async def _give_back(self, job: Job) -> bool:
+        """Back to the queue unchanged and uncounted; False if even that failed."""
+        try:
+            await asyncio.to_thread(self.spool.release, job)
+        except OSError as exc:
+            log.error("job=%s could not be given back: %s", job.id, _describe(exc))
+            return False
+        return True
 
     async def _handle_alone(self, job: Job) -> None:
         """A job that was claimed when the process died runs with no other job beside it, so

@@ -468,3 +468,45 @@ async def test_full_spool_on_the_retry_path_is_no_quarantine(
     row = rig.store.get(meta.id)
     assert row is not None and row.status == "deferred", row.status
     assert rig.spool.locate(meta.id) == "queued"  # postponed by a rename alone
+
+
+async def test_nothing_else_is_claimed_while_a_suspect_runs(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """A crash while a suspect runs charges every job in active/ (Spool.recover): another
+    suspect waiting its turn, or a job claimed just as the suspect began, must not be there,
+    or an innocent mail claimed beside a poison one ends as crash_loop with it."""
+    rig = rig_factory()
+    real = rig.worker.pipeline.process
+    seen: list[tuple[str, set[str]]] = []
+
+    async def watched(meta: JobMeta, raw: bytes) -> Any:
+        if meta.extra.get(RECOVERIES):
+            await asyncio.sleep(0.3)  # the other slots try to claim meanwhile
+            claimed = {p.name.removesuffix(".job") for p in rig.spool.active.iterdir()}
+            seen.append((meta.id, claimed))
+        return await real(meta, raw)
+
+    rig.worker.pipeline.process = watched  # type: ignore[method-assign]
+    suspects = [rig.put(mail(f"suspect{i}"), **{RECOVERIES: 1}).id for i in range(2)]
+    normal = [rig.put(mail(f"n{i}")).id for i in range(3)]
+    task = asyncio.create_task(rig.worker.run(3))
+
+    def all_delivered() -> bool:
+        return all(rig.store.status(j) == "delivered" for j in [*suspects, *normal])
+
+    try:
+        deadline = time.monotonic() + 60
+        while not all_delivered() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        rig.worker.stop()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sorted(jid for jid, _ in seen) == sorted(suspects)
+    for jid, claimed in seen:
+        assert claimed == {jid}, (jid, claimed)
+    for jid in [*suspects, *normal]:
+        row = rig.store.get(jid)
+        assert row is not None and row.status == "delivered"
