@@ -49,9 +49,9 @@ from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
 from gateway.model import CleanFile
 from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
-from gateway.relay import Relay
+from gateway.relay import DeliveryResult, Relay
 from gateway.settings import Settings
-from gateway.spool import RECOVERIES, Job, Spool
+from gateway.spool import RECOVERIES, RELAYED, Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
@@ -441,7 +441,12 @@ class Worker:
         try:
             # A bounce or notice (null sender) stays one: "<>" is no mailbox for the client.
             sender = "" if _null_sender(meta.mail_from) else meta.mail_from
-            result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
+            if meta.extra.get(RELAYED):
+                # Taken by the relay already; only recording it failed: never sent twice.
+                # (The record keeps this run's rebuild, the same sanitization of the same mail.)
+                result = DeliveryResult(accepted=tuple(meta.rcpt_tos), rejected={}, deferred={})
+            else:
+                result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
         except (RelayTemporary, RelayRejected) as exc:
             kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
             RELAY_ERRORS.labels(kind).inc()
@@ -472,9 +477,19 @@ class Worker:
             raise RelayRejected("; ".join(result.rejected.values()))
         _observe(outcome.report.timings)
         values = Store.report_values(**_report_fields(outcome.report))
-        await asyncio.to_thread(
-            self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
-        )
+        try:
+            await asyncio.to_thread(
+                self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
+            )
+        except SQLAlchemyError:
+            if not job.meta.extra.get(RELAYED):
+                try:
+                    # Remembered in the spool file that handle() puts back: the next try
+                    # records the delivery instead of sending another copy.
+                    await asyncio.to_thread(self.spool.note, job, **{RELAYED: True})
+                except (OSError, SpoolError) as exc:
+                    log.error("job=%s relayed, not recorded, not noted: %s", job.id, exc)
+            raise
         await self._spool_op(self.spool.done, job)
         JOBS.labels("delivered").inc()
         log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))

@@ -510,3 +510,26 @@ async def test_nothing_else_is_claimed_while_a_suspect_runs(
     for jid in [*suspects, *normal]:
         row = rig.store.get(jid)
         assert row is not None and row.status == "delivered"
+
+
+async def test_delivered_but_not_recorded_is_not_relayed_again(
+    rig_factory: Callable[..., Rig], smtp_sink: Sink
+) -> None:
+    """The relay took the mail, then recording it failed (a read-only or full database, where
+    record_received of the existing row still reads fine): the retry must record it, not send
+    it again (each store_retry sent one more copy for as long as the store failed)."""
+    rig = rig_factory()
+    flaky = FlakyStore(rig.store, {"mark_delivered"})
+    rig.worker.store = flaky  # type: ignore[assignment]
+    meta = rig.put(mail("once"))
+    await rig.worker.handle(rig.claim())
+    await smtp_sink.wait_for(1)
+    assert flaky.raised == 1 and rig.spool.depth() == 1
+    await rig.worker.handle(rig.claim())  # still failing
+    assert flaky.raised == 2 and rig.spool.depth() == 1
+    flaky.failing = False
+    await rig.worker.handle(rig.claim())
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered", row.status if row else None
+    assert rig.store.blob(meta.id, "sanitized")
+    assert len(smtp_sink.messages) == 1 and rig.spool.depth() == 0
