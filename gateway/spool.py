@@ -211,7 +211,10 @@ class Spool:
 
     def note(self, job: Job, **extra: Any) -> Job:
         """Add to a claimed job's metadata, rewritten in place (atomic replace)."""
-        meta = replace(job.meta, extra={**job.meta.extra, **extra})
+        return self.rewrite(job, replace(job.meta, extra={**job.meta.extra, **extra}))
+
+    def rewrite(self, job: Job, meta: JobMeta) -> Job:
+        """A claimed job's metadata replaced in place (atomic replace), e.g. fewer recipients."""
         self._write_durable(meta, job.read(), job.path)
         return replace(job, meta=meta)
 

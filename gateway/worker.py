@@ -466,7 +466,9 @@ class Worker:
         if result.deferred and (result.accepted or result.rejected):
             # Only some recipients failed for now: retry just those.
             narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))
-            job = replace(job, meta=narrowed)
+            # Into the spool file at once: if recording the retry fails, the job put back
+            # must not hold the recipients that already have it.
+            job = await self._spool_op(self.spool.rewrite, job, narrowed)
             log.info("job=%s partially delivered; %d deferred", job.id, len(result.deferred))
         if result.deferred or (result.rejected and not result.accepted):
             await self._record_report(job, outcome.report)

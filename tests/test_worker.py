@@ -533,3 +533,26 @@ async def test_delivered_but_not_recorded_is_not_relayed_again(
     assert row is not None and row.status == "delivered", row.status if row else None
     assert rig.store.blob(meta.id, "sanitized")
     assert len(smtp_sink.messages) == 1 and rig.spool.depth() == 0
+
+
+async def test_partly_delivered_and_retry_not_recorded_goes_only_to_the_rest(
+    rig_factory: Callable[..., Rig], smtp_sink: Sink
+) -> None:
+    """One recipient took it, one said 4xx, and recording the retry failed: the job put back
+    holds only the deferred recipient (the first got a second copy on the next try)."""
+    rig = rig_factory()
+    flaky = FlakyStore(rig.store, {"mark_deferred"})
+    rig.worker.store = flaky  # type: ignore[assignment]
+    other = "other@town.example.lg.jp"
+    smtp_sink.rcpt_replies[other] = "450 4.2.1 busy"
+    meta = JobMeta(id=new_id(), kind="mail", mail_from="s@example.com", rcpt_tos=(RCPT, other))
+    rig.spool.put(meta, mail("partly"))
+    await rig.worker.handle(rig.claim())
+    assert flaky.raised == 1 and rig.spool.depth() == 1
+    flaky.failing = False
+    smtp_sink.rcpt_replies.clear()
+    await rig.worker.handle(rig.claim())
+    got = [r for m in smtp_sink.messages for r in m.rcpt_tos]
+    assert sorted(got) == sorted([RCPT, other]), got
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered"
