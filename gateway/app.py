@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from gateway.ingress.smtp import start_smtp
 from gateway.ingress.watch import FolderWatcher
@@ -169,8 +172,51 @@ class Gateway:
         self.store.close()
 
 
+class InstanceLocked(Exception):
+    """Another ``mugai serve`` holds this data directory."""
+
+
+LOCK_FILE = "instance.lock"
+
+
+class InstanceLock:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)  # the kernel drops the lock with the descriptor (also on kill -9)
+            self.fd = -1
+
+
+def lock_instance(data_dir: Path) -> InstanceLock:
+    """An exclusive lock on ``<data_dir>/instance.lock`` for the life of the process. A second
+    instance on the same directory would recover (move back and count) the first one's claimed
+    jobs, so both deliver them, and reap its converters: it must refuse before anything."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InstanceLocked(f"another mugai serve is running on {data_dir}") from None
+    except OSError:
+        os.close(fd)
+        raise
+    return InstanceLock(fd)
+
+
 async def serve(settings: Settings) -> None:
     from gateway.api.server import start_admin
+
+    instance = lock_instance(settings.storage.data_dir)  # before anything touches the spool
+    try:
+        await _serve(settings, start_admin)
+    finally:
+        instance.close()
+
+
+async def _serve(settings: Settings, start_admin: Any) -> None:
 
     # issue 11/13: say whether converters can run; clear what a previous run left.
     sandbox.set_instance(settings.storage.data_dir)

@@ -34,11 +34,14 @@ def _usage(message: str) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import configure_logging, serve
+    from gateway.app import InstanceLocked, configure_logging, serve
 
     settings = _settings(args.config)
     configure_logging(args.log_level)
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except InstanceLocked as exc:
+        return _usage(str(exc))
     return EXIT_OK
 
 

@@ -29,6 +29,8 @@ from gateway.errors import SpoolError
 _SUFFIX = ".job"
 # JobMeta.extra key: how often the process died while this job was claimed (issue 13).
 RECOVERIES = "recoveries"
+# JobMeta.extra key: the relay took the mail, recording it did not work (worker._deliver).
+RELAYED = "relayed"
 
 
 def new_id() -> str:
@@ -206,6 +208,15 @@ class Spool:
         _fsync_dir(self.deferred)
         _fsync_dir(self.active)
         return meta
+
+    def note(self, job: Job, **extra: Any) -> Job:
+        """Add to a claimed job's metadata, rewritten in place (atomic replace)."""
+        return self.rewrite(job, replace(job.meta, extra={**job.meta.extra, **extra}))
+
+    def rewrite(self, job: Job, meta: JobMeta) -> Job:
+        """A claimed job's metadata replaced in place (atomic replace), e.g. fewer recipients."""
+        self._write_durable(meta, job.read(), job.path)
+        return replace(job, meta=meta)
 
     def expedite(self) -> int:
         """Make every deferred job due now (e.g. the relay is back): claims then follow the

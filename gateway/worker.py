@@ -51,9 +51,9 @@ from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
 from gateway.model import CleanFile
 from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
-from gateway.relay import Relay
+from gateway.relay import DeliveryResult, Relay
 from gateway.settings import Settings
-from gateway.spool import RECOVERIES, Job, Spool
+from gateway.spool import RECOVERIES, RELAYED, Job, Spool
 from gateway.store.repository import FINAL_STATUSES, Store, jsonable
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,11 @@ class Worker:
                 self.health.progress()  # idle is progress: nothing is waiting on this slot
                 await self._sleep()
                 continue
+            if not self._solo.is_set() and await self._give_back(job):
+                # A crash suspect runs (or has just begun): a crash now charges every job in
+                # active/, so nothing else may wait there. No await between this check and
+                # _busy += 1, so the suspect either sees this job busy or it is given back.
+                continue
             if job.meta.extra.get(RECOVERIES):
                 await self._handle_alone(job)
                 continue
@@ -250,6 +255,15 @@ class Worker:
                 self._busy -= 1
                 async with self._quiet:
                     self._quiet.notify_all()
+
+    async def _give_back(self, job: Job) -> bool:
+        """Back to the queue unchanged and uncounted; False if even that failed."""
+        try:
+            await asyncio.to_thread(self.spool.release, job)
+        except OSError as exc:
+            log.error("job=%s could not be given back: %s", job.id, _describe(exc))
+            return False
+        return True
 
     async def _handle_alone(self, job: Job) -> None:
         """A job that was claimed when the process died runs with no other job beside it, so
@@ -429,7 +443,12 @@ class Worker:
         try:
             # A bounce or notice (null sender) stays one: "<>" is no mailbox for the client.
             sender = "" if _null_sender(meta.mail_from) else meta.mail_from
-            result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
+            if meta.extra.get(RELAYED):
+                # Taken by the relay already; only recording it failed: never sent twice.
+                # (The record keeps this run's rebuild, the same sanitization of the same mail.)
+                result = DeliveryResult(accepted=tuple(meta.rcpt_tos), rejected={}, deferred={})
+            else:
+                result = await self.relay.send(sender, meta.rcpt_tos, outcome.data)
         except (RelayTemporary, RelayRejected) as exc:
             kind = "temporary" if isinstance(exc, RelayTemporary) else "rejected"
             RELAY_ERRORS.labels(kind).inc()
@@ -449,7 +468,9 @@ class Worker:
         if result.deferred and (result.accepted or result.rejected):
             # Only some recipients failed for now: retry just those.
             narrowed = replace(job.meta, rcpt_tos=tuple(result.deferred))
-            job = replace(job, meta=narrowed)
+            # Into the spool file at once: if recording the retry fails, the job put back
+            # must not hold the recipients that already have it.
+            job = await self._spool_op(self.spool.rewrite, job, narrowed)
             log.info("job=%s partially delivered; %d deferred", job.id, len(result.deferred))
         if result.deferred or (result.rejected and not result.accepted):
             await self._record_report(job, outcome.report)
@@ -460,9 +481,19 @@ class Worker:
             raise RelayRejected("; ".join(result.rejected.values()))
         _observe(outcome.report.timings)
         values = Store.report_values(**_report_fields(outcome.report))
-        await asyncio.to_thread(
-            self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
-        )
+        try:
+            await asyncio.to_thread(
+                self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
+            )
+        except SQLAlchemyError:
+            if not job.meta.extra.get(RELAYED):
+                try:
+                    # Remembered in the spool file that handle() puts back: the next try
+                    # records the delivery instead of sending another copy.
+                    await asyncio.to_thread(self.spool.note, job, **{RELAYED: True})
+                except (OSError, SpoolError) as exc:
+                    log.error("job=%s relayed, not recorded, not noted: %s", job.id, exc)
+            raise
         await self._spool_op(self.spool.done, job)
         JOBS.labels("delivered").inc()
         log.info("job=%s delivered rcpts=%d", job.id, len(result.accepted))

@@ -468,3 +468,91 @@ async def test_full_spool_on_the_retry_path_is_no_quarantine(
     row = rig.store.get(meta.id)
     assert row is not None and row.status == "deferred", row.status
     assert rig.spool.locate(meta.id) == "queued"  # postponed by a rename alone
+
+
+async def test_nothing_else_is_claimed_while_a_suspect_runs(
+    rig_factory: Callable[..., Rig],
+) -> None:
+    """A crash while a suspect runs charges every job in active/ (Spool.recover): another
+    suspect waiting its turn, or a job claimed just as the suspect began, must not be there,
+    or an innocent mail claimed beside a poison one ends as crash_loop with it."""
+    rig = rig_factory()
+    real = rig.worker.pipeline.process
+    seen: list[tuple[str, set[str]]] = []
+
+    async def watched(meta: JobMeta, raw: bytes) -> Any:
+        if meta.extra.get(RECOVERIES):
+            await asyncio.sleep(0.3)  # the other slots try to claim meanwhile
+            claimed = {p.name.removesuffix(".job") for p in rig.spool.active.iterdir()}
+            seen.append((meta.id, claimed))
+        return await real(meta, raw)
+
+    rig.worker.pipeline.process = watched  # type: ignore[method-assign]
+    suspects = [rig.put(mail(f"suspect{i}"), **{RECOVERIES: 1}).id for i in range(2)]
+    normal = [rig.put(mail(f"n{i}")).id for i in range(3)]
+    task = asyncio.create_task(rig.worker.run(3))
+
+    def all_delivered() -> bool:
+        return all(rig.store.status(j) == "delivered" for j in [*suspects, *normal])
+
+    try:
+        deadline = time.monotonic() + 60
+        while not all_delivered() and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    finally:
+        rig.worker.stop()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert sorted(jid for jid, _ in seen) == sorted(suspects)
+    for jid, claimed in seen:
+        assert claimed == {jid}, (jid, claimed)
+    for jid in [*suspects, *normal]:
+        row = rig.store.get(jid)
+        assert row is not None and row.status == "delivered"
+
+
+async def test_delivered_but_not_recorded_is_not_relayed_again(
+    rig_factory: Callable[..., Rig], smtp_sink: Sink
+) -> None:
+    """The relay took the mail, then recording it failed (a read-only or full database, where
+    record_received of the existing row still reads fine): the retry must record it, not send
+    it again (each store_retry sent one more copy for as long as the store failed)."""
+    rig = rig_factory()
+    flaky = FlakyStore(rig.store, {"mark_delivered"})
+    rig.worker.store = flaky  # type: ignore[assignment]
+    meta = rig.put(mail("once"))
+    await rig.worker.handle(rig.claim())
+    await smtp_sink.wait_for(1)
+    assert flaky.raised == 1 and rig.spool.depth() == 1
+    await rig.worker.handle(rig.claim())  # still failing
+    assert flaky.raised == 2 and rig.spool.depth() == 1
+    flaky.failing = False
+    await rig.worker.handle(rig.claim())
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered", row.status if row else None
+    assert rig.store.blob(meta.id, "sanitized")
+    assert len(smtp_sink.messages) == 1 and rig.spool.depth() == 0
+
+
+async def test_partly_delivered_and_retry_not_recorded_goes_only_to_the_rest(
+    rig_factory: Callable[..., Rig], smtp_sink: Sink
+) -> None:
+    """One recipient took it, one said 4xx, and recording the retry failed: the job put back
+    holds only the deferred recipient (the first got a second copy on the next try)."""
+    rig = rig_factory()
+    flaky = FlakyStore(rig.store, {"mark_deferred"})
+    rig.worker.store = flaky  # type: ignore[assignment]
+    other = "other@town.example.lg.jp"
+    smtp_sink.rcpt_replies[other] = "450 4.2.1 busy"
+    meta = JobMeta(id=new_id(), kind="mail", mail_from="s@example.com", rcpt_tos=(RCPT, other))
+    rig.spool.put(meta, mail("partly"))
+    await rig.worker.handle(rig.claim())
+    assert flaky.raised == 1 and rig.spool.depth() == 1
+    flaky.failing = False
+    smtp_sink.rcpt_replies.clear()
+    await rig.worker.handle(rig.claim())
+    got = [r for m in smtp_sink.messages for r in m.rcpt_tos]
+    assert sorted(got) == sorted([RCPT, other]), got
+    row = rig.store.get(meta.id)
+    assert row is not None and row.status == "delivered"

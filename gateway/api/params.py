@@ -34,4 +34,12 @@ def sane_date(value: date) -> date:
     return value
 
 
+def no_controls(value: str) -> str:
+    """Search text without control characters (PostgreSQL cannot even take a NUL: a 500)."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
 SaneDatetime = Annotated[datetime, AfterValidator(sane_datetime)]
+SearchText = Annotated[str, AfterValidator(no_controls)]

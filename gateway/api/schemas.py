@@ -109,6 +109,14 @@ class MessageDetail(MessageSummary):
 MAX_SIGNATURE = 500
 
 
+def _no_controls(value: str) -> str:
+    """Reasons: tab and line ends allowed, other control characters not (PostgreSQL cannot
+    store a NUL; the store refuses them too, gateway/store/releases.py)."""
+    if any((ord(c) < 32 and c not in "\t\r\n") or ord(c) == 127 for c in value):
+        raise ValueError("control characters are not allowed")
+    return value
+
+
 class ReleaseRequestIn(_In):
     reason: str = Field(min_length=1, max_length=MAX_REASON)
     # original: the untouched original (例外措置, needs a category); sanitized: re-delivery.
@@ -128,7 +136,7 @@ class ReleaseRequestIn(_In):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("a reason is required")
-        return value.strip()
+        return _no_controls(value.strip())
 
     @model_validator(mode="after")
     def _category(self) -> ReleaseRequestIn:
@@ -147,7 +155,7 @@ class ReopenIn(_In):
     def _not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("a reason is required")
-        return value.strip()
+        return _no_controls(value.strip())
 
 
 class ApproveIn(_In):
@@ -159,6 +167,11 @@ class ApproveIn(_In):
         max_length=MAX_SIGNATURE,
         validation_alias=AliasChoices("confirm_infected", "confirm_signature"),
     )
+
+    @field_validator("reason")
+    @classmethod
+    def _clean_reason(cls, value: str) -> str:
+        return _no_controls(value)
 
     @field_validator("rcpt_tos")
     @classmethod
@@ -173,6 +186,11 @@ class ApproveIn(_In):
 
 class RejectIn(_In):
     reason: str = Field("", max_length=MAX_REASON)
+
+    @field_validator("reason")
+    @classmethod
+    def _clean_reason(cls, value: str) -> str:
+        return _no_controls(value)
 
 
 class LegalHoldIn(_In):

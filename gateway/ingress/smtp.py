@@ -27,6 +27,9 @@ log = logging.getLogger(__name__)
 
 # local@domain with a plain local part: no source routes, no %-hacks, no bang paths,
 # no quoted local parts hiding another "@" (classic open-relay tricks).
+# No address may hold a control character (RFC 5321), and PostgreSQL cannot store a NUL: such a
+# mail would be acknowledged, then fail to be recorded on every try, forever.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _ADDRESS = re.compile(r"^[^\s@%!\"<>(),;:\\\[\]]{1,64}@([A-Za-z0-9.-]{1,253})$")
 
 _REWRITES = (
@@ -165,6 +168,8 @@ class IntakeHandler:
     ) -> str:
         # SIZE= was already checked by aiosmtpd against data_size_limit (its reply is
         # rewritten to 552 5.3.4 in GatewaySMTP.push).
+        if _CONTROL.search(address):
+            return "553 5.1.7 Bad sender address syntax"
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 OK"
@@ -177,6 +182,8 @@ class IntakeHandler:
         address: str,
         rcpt_options: list[str],
     ) -> str:
+        if _CONTROL.search(address):
+            return "553 5.1.3 Bad recipient address syntax"
         match = _ADDRESS.match(address)
         if not match or match.group(1).lower().rstrip(".") not in self.domains:
             return "550 5.7.1 Relaying denied"

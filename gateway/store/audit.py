@@ -202,6 +202,11 @@ def _check_mac(
     if not row.key_id:
         if keyed_seen or row.mac:
             report.add(f"seq {row.seq}: no MAC after MACed entries (MAC stripped, row forged)")
+        elif keyring.unkeyed_until is not None and row.seq > keyring.unkeyed_until:
+            report.add(
+                f"seq {row.seq}: no MAC, but the key file was made at seq "
+                f"{keyring.unkeyed_until} (MACs stripped)"
+            )
         return keyed_seen
     if row.key_id not in keyring.keys:
         report.add(f"seq {row.seq}: signed with unknown key {row.key_id!r}")

@@ -1,7 +1,10 @@
 """What the audit chain relies on outside the database: a MAC key file and an anchor file.
 
 Key file: one key per line, ``<key id> <64 hex>``; the LAST line signs new entries, earlier
-lines only verify older ones (rotation appends a line, see docs/operations.md). It is created
+lines only verify older ones (rotation appends a line, see docs/operations.md). The first line of a
+file made by the gateway ends in `` unkeyed-until=<seq>``: the entries that existed unMACed when
+the key was made. Every later entry must carry a MAC, so stripping all MACs (which makes the whole
+chain look like entries from before the upgrade) is detected without the anchor. It is created
 with mode 0600 and refused when group or others can read it: whoever holds the key can forge
 entries, so it must not be in the database nor readable by the database's users.
 
@@ -26,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-_KEY_LINE = re.compile(r"^([0-9A-Za-z_-]{1,32}) ([0-9a-f]{64})$")
+_KEY_LINE = re.compile(r"^([0-9A-Za-z_-]{1,32}) ([0-9a-f]{64})(?: unkeyed-until=([0-9]{1,18}))?$")
 _ANCHOR_LINE = re.compile(r"^([0-9]{1,18}) ([0-9a-f]{64}) ([0-9a-f]{64})$")
 MAX_KEYS = 100
 log = logging.getLogger(__name__)
@@ -40,6 +43,9 @@ class AuditKeyError(Exception):
 class Keyring:
     keys: dict[str, bytes]
     current: str
+    # Entries up to this seq may lack a MAC (written before the key); None: not recorded
+    # (a key file from before this line existed, or from `mugai audit init-key`).
+    unkeyed_until: int | None = None
 
     def mac(self, key_id: str, seq: int, prev_mac: str, entry_hash: str) -> str:
         key = self.keys[key_id]
@@ -51,10 +57,13 @@ def _new_line() -> str:
     return f"k{secrets.token_hex(4)} {secrets.token_hex(32)}\n"
 
 
-def create_key_file(path: Path) -> str:
-    """A new key file (0600, parent 0700); refuses to overwrite. Returns the key id."""
+def create_key_file(path: Path, unkeyed_until: int | None = None) -> str:
+    """A new key file (0600, parent 0700); refuses to overwrite. Returns the key id.
+    ``unkeyed_until``: the last seq written without a MAC (0 for an empty log)."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     line = _new_line()
+    if unkeyed_until is not None:
+        line = f"{line.rstrip()} unkeyed-until={int(unkeyed_until)}\n"
     # Written whole under a temporary name, then linked: another node starting at the same
     # moment sees either no file or the complete one (os.link fails if it exists).
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
@@ -101,17 +110,20 @@ def load_keyring(path: Path) -> Keyring:
         data = fh.read(MAX_KEYS * 120)
     keys: dict[str, bytes] = {}
     current = ""
+    unkeyed_until: int | None = None
     for n, line in enumerate(data.decode("ascii", "replace").splitlines(), 1):
         if not line.strip():
             continue
         found = _KEY_LINE.fullmatch(line.strip())
         if found is None:
             raise AuditKeyError(f"audit key file {path} line {n} is malformed")
+        if found.group(3) is not None and not keys:  # only the first key's line says it
+            unkeyed_until = int(found.group(3))
         keys[found.group(1)] = bytes.fromhex(found.group(2))
         current = found.group(1)
     if not current:
         raise AuditKeyError(f"audit key file {path} holds no key")
-    return Keyring(keys, current)
+    return Keyring(keys, current, unkeyed_until)
 
 
 @dataclass(frozen=True)

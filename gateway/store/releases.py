@@ -72,6 +72,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _text(reason: str) -> str:
+    """A reason as stored: stripped; control characters other than tab and line ends refused
+    (PostgreSQL cannot store a NUL: a 500 instead of a refusal)."""
+    if any((ord(c) < 32 and c not in "\t\r\n") or ord(c) == 127 for c in reason):
+        raise Invalid("reason_control_characters")
+    return reason.strip()
+
+
 def same_person(req: ReleaseRequestRow, who: Principal) -> bool:
     """The two-person rule's one comparison: names are unique persons (store/users.py)."""
     return req.requested_by == who.name
@@ -129,7 +137,7 @@ def create(
     confirm_signature: str = "",
     policy: Policy = Policy(),  # noqa: B008 - frozen
 ) -> ReleaseRequestRow:
-    reason = reason.strip()
+    reason = _text(reason)
     if not reason:
         raise Invalid("reason_required")
     try:
@@ -231,6 +239,7 @@ def approve(
 ) -> tuple[ReleaseRequestRow, MessageRow, bytes]:
     """Mark approved and return what to deliver; the caller sends, then calls ``finish``
     with ``req.attempt``."""
+    reason = _text(reason)
     req = _decidable(s, rid, who, policy, cooldown)
     msg = _message(s, req.message)
     signature = ""
@@ -312,6 +321,7 @@ def reject(
     policy: Policy = Policy(),  # noqa: B008 - frozen
     cooldown: float = users.DEFAULT_COOLDOWN,
 ) -> ReleaseRequestRow:
+    reason = _text(reason)
     req = _decidable(s, rid, who, policy, cooldown)
     req.status = "rejected"
     req.attempt = ""  # an interrupted approval's late answer can no longer record a delivery
@@ -326,7 +336,7 @@ def reject(
 
 def reopen(s: Session, mugai_id: str, who: Principal, reason: str) -> ReleaseRequestRow:
     """An admin allows a released message to be released once more (audited, with a reason)."""
-    reason = reason.strip()
+    reason = _text(reason)
     if not reason:
         raise Invalid("reason_required")
     if not who.can("reopen"):

@@ -119,7 +119,8 @@ class Store:
                     "restore the key file (a new key cannot verify the old entries)"
                 )
             try:
-                audit_keys.create_key_file(key_file)
+                # Records how many entries are unMACed now: all later ones must carry one.
+                audit_keys.create_key_file(key_file, head.seq if head is not None else 0)
             except FileExistsError:
                 pass  # another node sharing the file made it first
         keyring = audit_keys.load_keyring(key_file)

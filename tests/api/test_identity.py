@@ -172,3 +172,33 @@ def test_migration_merges_tokens_of_one_name_into_one_person(store: Store) -> No
     assert users == {"tanaka": "approver", "sato": "viewer"}  # the newest token's role
     assert sorted(owners) == [("sato", "sato"), ("tanaka", "tanaka"), ("tanaka", "tanaka")]
     assert migrate.current(store.engine) == "0003"
+
+
+async def test_an_admin_cannot_play_both_people_through_two_persons_they_made(
+    admin: Admin,
+) -> None:
+    # Neither puppet nor sock changed the other, but one admin holds both tokens: the two
+    # "people" are the same hand until the cooldown has passed.
+    root, _ = admin.store.create_token("root", "admin", "cli:root")
+    puppet = (await admin.token_for(root, "puppet", "operator")).json()["token"]
+    sock = (await admin.token_for(root, "sock", "approver")).json()["token"]
+    mid = add_message(admin.store, status="quarantined")
+    rid = await admin.request(puppet, mid)
+    r = await admin.approve(sock, rid)
+    assert r.status_code == 403 and r.json()["detail"] == "approver_linked_to_requester"
+    assert admin.sink.messages == []
+    req = admin.store.release_request(rid)
+    assert req is not None and req.status == "pending"
+
+
+async def test_a_chain_of_persons_made_through_the_api_stays_one_hand(admin: Admin) -> None:
+    # root makes an admin "deputy" (and so holds its token), deputy makes an approver "sock":
+    # root holds sock's token too, and must not approve root's own request through it.
+    root, _ = admin.store.create_token("root", "admin", "cli:root")
+    deputy = (await admin.token_for(root, "deputy", "admin")).json()["token"]
+    sock = (await admin.token_for(deputy, "sock", "approver")).json()["token"]
+    mid = add_message(admin.store, status="quarantined")
+    rid = await admin.request(root, mid)
+    r = await admin.approve(sock, rid)
+    assert r.status_code == 403 and r.json()["detail"] == "approver_linked_to_requester"
+    assert admin.sink.messages == []

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from email.message import Message
 from urllib.parse import unquote
 
+from gateway.store.repository import Store
 from tests.api.conftest import Api
 from tests.store.seed import raw_mail
 
@@ -18,8 +19,15 @@ async def test_list_search_and_pages(api: Api, seed: Callable[..., str]) -> None
     assert [i["id"] for i in body["items"]] == [b, a] and body["next"] is None
     item = body["items"][1]
     assert set(item) == {
-        "id", "message_id", "status", "mail_from", "rcpt_tos", "subject", "received_at",
-        "reasons", "raw",  # raw: the untrusted fields as received (issue 17)
+        "id",
+        "message_id",
+        "status",
+        "mail_from",
+        "rcpt_tos",
+        "subject",
+        "received_at",
+        "reasons",
+        "raw",  # raw: the untrusted fields as received (issue 17)
     }
     assert item["received_at"].endswith(("Z", "+00:00"))
     for mid in ("find-me@example.com", "<find-me@example.com>"):
@@ -30,13 +38,16 @@ async def test_list_search_and_pages(api: Api, seed: Callable[..., str]) -> None
     assert r.json()["items"][0]["reasons"] == ["unparseable", "macros_removed"]
     r = await api.get("/api/v1/messages", "viewer", params={"sender": "ALICE@example.com"})
     assert [i["id"] for i in r.json()["items"]] == [a]
-    r = await api.get("/api/v1/messages", "viewer",
-                      params={"recipient": "user@town.example.lg.jp", "limit": 1})
+    r = await api.get(
+        "/api/v1/messages", "viewer", params={"recipient": "user@town.example.lg.jp", "limit": 1}
+    )
     page = r.json()
     assert [i["id"] for i in page["items"]] == [b] and page["next"] == b
-    r = await api.get("/api/v1/messages", "viewer",
-                      params={"recipient": "user@town.example.lg.jp", "limit": 1,
-                              "cursor": page["next"]})
+    r = await api.get(
+        "/api/v1/messages",
+        "viewer",
+        params={"recipient": "user@town.example.lg.jp", "limit": 1, "cursor": page["next"]},
+    )
     assert [i["id"] for i in r.json()["items"]] == [a]
     since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))
     r = await api.get("/api/v1/messages", "viewer", params={"since": since})
@@ -114,13 +125,15 @@ async def test_hostile_file_names_stay_in_their_header(api: Api, seed: Callable[
 
 async def test_delete_and_legal_hold(api: Api, seed: Callable[..., str]) -> None:
     mid = seed()
-    r = await api.client.put(f"/api/v1/messages/{mid}/legal-hold", headers=api.auth("admin"),
-                             json={"hold": True})
+    r = await api.client.put(
+        f"/api/v1/messages/{mid}/legal-hold", headers=api.auth("admin"), json={"hold": True}
+    )
     assert r.status_code == 200 and r.json()["legal_hold"] is True
     r = await api.client.delete(f"/api/v1/messages/{mid}", headers=api.auth("admin"))
     assert r.status_code == 409 and r.json()["detail"] == "legal_hold"
-    await api.client.put(f"/api/v1/messages/{mid}/legal-hold", headers=api.auth("admin"),
-                         json={"hold": False})
+    await api.client.put(
+        f"/api/v1/messages/{mid}/legal-hold", headers=api.auth("admin"), json={"hold": False}
+    )
     r = await api.client.delete(f"/api/v1/messages/{mid}", headers=api.auth("admin"))
     assert r.status_code == 200 and r.json()["status"] == "deleted"
     assert (await api.get(f"/api/v1/messages/{mid}/original", "admin")).status_code == 409
@@ -128,3 +141,16 @@ async def test_delete_and_legal_hold(api: Api, seed: Callable[..., str]) -> None
     assert detail["status"] == "deleted" and not detail["has_original"]
     log = (await api.get("/api/v1/audit", "auditor", params={"target": mid})).json()
     assert [e["action"] for e in log["items"]][0] == "message.delete"
+
+
+async def test_a_viewer_cannot_fetch_an_uploaded_file_through_the_messages_route(
+    api: Api, seed: Callable[..., str], store: Store
+) -> None:
+    # The file gateway is operator only (DESIGN.md §4.5); /messages/{id}/sanitized served a
+    # file's rebuilt bytes to a viewer all the same.
+    fid = seed(status="processing", kind="file", filename="見積書.pdf")
+    store.mark_file_result(fid, status="done", reasons=[], sanitized=b"%PDF-rebuilt", attempts=1)
+    r = await api.get(f"/api/v1/messages/{fid}/sanitized", "viewer")
+    assert r.status_code == 403 and b"rebuilt" not in r.content
+    r = await api.get(f"/api/v1/messages/{fid}/sanitized", "operator")
+    assert r.status_code == 200 and r.content == b"%PDF-rebuilt"

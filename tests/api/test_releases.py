@@ -146,3 +146,30 @@ async def test_auditor_reads_the_log_and_nothing_else_acts(
     r = await api.client.delete(f"/api/v1/messages/{mid}", headers=api.auth("auditor"))
     assert r.status_code == 403
     assert (await api.get("/api/v1/audit", "approver")).status_code == 403
+
+
+async def test_a_nul_in_a_reason_is_422_not_500(api: Api, seed: Callable[..., str]) -> None:
+    # PostgreSQL cannot store a NUL in text: every reason field was a 500 there.
+    mid = seed(status="quarantined", rcpt_tos=RCPTS)
+    r = await api.post(
+        f"/api/v1/messages/{mid}/release-requests", "operator",
+        json={"reason": "見積書\x00です", "category": "business_required"},
+    )  # fmt: skip
+    assert r.status_code == 422, r.text
+    rid = await _request(api, mid)
+    for action in ("approve", "reject"):
+        r = await api.post(
+            f"/api/v1/release-requests/{rid}/{action}", "approver", json={"reason": "a\x00"}
+        )
+        assert r.status_code == 422, (action, r.text)
+    r = await api.post(f"/api/v1/release-requests/{rid}/approve", "approver", json={})
+    assert r.status_code == 200, r.text
+    r = await api.post(
+        f"/api/v1/messages/{mid}/release-reopen", "admin", json={"reason": "再送\x00"}
+    )
+    assert r.status_code == 422, r.text
+    # Multi-line reasons stay fine.
+    r = await api.post(
+        f"/api/v1/messages/{mid}/release-reopen", "admin", json={"reason": "再送\n理由"}
+    )
+    assert r.status_code == 200, r.text

@@ -84,3 +84,25 @@ async def test_console_date_overflow_is_422_on_a_page_with_its_headers(
         assert r.headers["x-frame-options"] == "DENY"
     r = await site.get("/messages", params={"since": "2026-01-01", "until": "2999-12-31"})
     assert r.status_code == 200
+
+
+async def test_control_characters_in_text_parameters_are_422(
+    site: httpx.AsyncClient, store: Store
+) -> None:
+    # PostgreSQL cannot take a NUL in a text parameter: these were 500s there.
+    add_message(store, status="delivered")
+    token, _ = store.create_token("au", "admin", "test")
+    auth = {"Authorization": f"Bearer {token}"}
+    for path, name in (
+        ("/api/v1/messages", "sender"),
+        ("/api/v1/messages", "recipient"),
+        ("/api/v1/messages", "message_id"),
+        ("/api/v1/audit", "action"),
+        ("/api/v1/audit", "target"),
+    ):
+        for value in ("a\x00b", "a\x1fb"):
+            r = await site.get(path, params={name: value}, headers=auth)
+            assert r.status_code == 422, (path, name, r.status_code, r.text[:200])
+            assert "control character" in r.text
+        r = await site.get(path, params={name: "山田 <a@example.com>"}, headers=auth)
+        assert r.status_code == 200, (path, name, r.text[:200])

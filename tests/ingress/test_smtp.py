@@ -454,3 +454,29 @@ async def test_null_sender_is_spooled_empty(listener: Any) -> None:
     assert await asyncio.to_thread(run) == 250
     job = spool.claim()
     assert job is not None and job.meta.mail_from == ""
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "rcpt"),
+    [
+        (b"a\x00b@example.com", f"u@{DOMAIN}".encode()),
+        (b"a@example.com", f"u\x00v@{DOMAIN}".encode()),
+        (b"a\x01@example.com", f"u@{DOMAIN}".encode()),
+        (b"a@example.com", f"u\x7f@{DOMAIN}".encode()),
+    ],
+)
+async def test_control_characters_in_the_envelope_are_refused_before_250(
+    listener: Any, mail_from: bytes, rcpt: bytes
+) -> None:
+    # No address may contain them (RFC 5321), and PostgreSQL cannot store a NUL: such a mail
+    # was accepted with 250, then its record failed on every try, forever (never delivered,
+    # never quarantined).
+    port, spool = await listener()
+    payload = (
+        b"EHLO client.example.com\r\nMAIL FROM:<" + mail_from + b">\r\nRCPT TO:<" + rcpt
+        + b">\r\nDATA\r\n" + MSG + b"\r\n.\r\nQUIT\r\n"
+    )  # fmt: skip
+    received = await asyncio.to_thread(_raw_session, port, payload)
+    assert b"\r\n553 " in received, received
+    assert b"queued as" not in received
+    assert spool.claim() is None

@@ -327,3 +327,31 @@ def test_syslog_setting_is_validated() -> None:
     for bad in ("loghost", "a b:514", "host:port", "relative/path"):
         with pytest.raises(ValidationError):
             load_settings(None, audit={"syslog": bad})
+
+
+@pytest.mark.parametrize("anchor_fate", ["deleted", "emptied"])
+def test_all_macs_stripped_and_the_anchor_removed_is_detected(
+    sealed: Store, tmp_path: Path, anchor_fate: str
+) -> None:
+    # Database and anchor directory writable, the key not: delete an entry, strip every MAC
+    # (then the whole chain looks like entries from before the upgrade), re-chain, and remove
+    # the anchor lines. Entries after the key file was made are MACed: detected, also after
+    # the gateway appended (and MACed, and anchored) new entries on top.
+    _fill(sealed, 4)
+    with tampering(sealed) as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE action = 'original.read'"))
+        conn.execute(text("UPDATE audit_log SET mac = '', key_id = ''"))
+    _rechain(sealed)
+    with tampering(sealed) as conn:
+        conn.execute(text("UPDATE audit_head SET mac = '' WHERE id = 1"))
+    for f in (tmp_path / "anchor").glob("anchor-*.log"):
+        if anchor_fate == "deleted":
+            f.unlink()
+        else:
+            f.write_bytes(b"")
+    assert _plain_verify_passes(sealed)
+    problems = sealed.verify_audit().problems
+    assert any(p.startswith("seq 1: no MAC") for p in problems), problems
+    sealed.audit("token:alice", "release.request", "m9")
+    problems = sealed.verify_audit().problems
+    assert any(p.startswith("seq 1: no MAC") for p in problems), problems

@@ -75,6 +75,7 @@ ERROR_TEXT = {
         "できません。別の承認者が必要です。"
     ),
     "reason_required": "解放の理由を入力してください。",
+    "reason_control_characters": "理由に使えない制御文字が含まれています。",
     "original_deleted": "原本は削除済みです。",
     "message_in_progress": "処理中のメールは解放できません。",
     "not_a_mail": "ファイルは解放の対象ではありません。",
@@ -158,7 +159,9 @@ ENV = _env()
 
 
 def page(
-    template: str, context: dict[str, Any], status: int = 200,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
     headers: dict[str, str] | None = None,
 ) -> HTMLResponse:
     html = ENV.get_template(template).render(**context)

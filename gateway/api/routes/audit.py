@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query
 
 from gateway.api.deps import GatewayDep, require
+from gateway.api.params import SearchText
 from gateway.api.schemas import MAX_LIMIT, AuditEntry, AuditList
 from gateway.store.tokens import Principal
 
@@ -18,8 +19,8 @@ router = APIRouter(tags=["audit"])
 async def audit_log(
     who: Annotated[Principal, Depends(require("audit"))],
     gw: GatewayDep,
-    action: Annotated[str, Query(max_length=64)] = "",
-    target: Annotated[str, Query(max_length=128)] = "",
+    action: Annotated[SearchText, Query(max_length=64)] = "",
+    target: Annotated[SearchText, Query(max_length=128)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
     cursor: Annotated[str, Query(pattern=r"^[0-9]{1,18}$")] = "",
 ) -> AuditList:

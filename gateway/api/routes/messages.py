@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from gateway.api.deps import GatewayDep, GatewayPorts, http_error, require
 from gateway.api.disposition import content_disposition
-from gateway.api.params import SaneDatetime
+from gateway.api.params import SaneDatetime, SearchText
 from gateway.api.schemas import (
     ID_PATTERN,
     MAX_LIMIT,
@@ -39,9 +39,9 @@ async def list_messages(
     who: Annotated[Principal, Depends(require("read"))],
     gw: GatewayDep,
     status: Status | None = None,
-    message_id: Annotated[str, Query(max_length=1000)] = "",
-    sender: Annotated[str, Query(max_length=512)] = "",
-    recipient: Annotated[str, Query(max_length=512)] = "",
+    message_id: Annotated[SearchText, Query(max_length=1000)] = "",
+    sender: Annotated[SearchText, Query(max_length=512)] = "",
+    recipient: Annotated[SearchText, Query(max_length=512)] = "",
     since: SaneDatetime | None = None,  # bounded: an overflowing date is 422, not 500
     until: SaneDatetime | None = None,
     reason: Reason | None = None,
@@ -124,6 +124,9 @@ async def get_sanitized(
     gw: GatewayDep,
 ) -> Response:
     row = await _message(gw, mugai_id)
+    if row.kind != "mail" and not who.can("request"):
+        # An uploaded file's rebuilt bytes are the file gateway's, operator only (§4.5).
+        raise HTTPException(403, "forbidden")
     data = await asyncio.to_thread(gw.store.blob, mugai_id, "sanitized")
     if data is None:
         raise HTTPException(404, "no_sanitized_copy")
