@@ -46,9 +46,7 @@ async def auth_middleware(
             store = request.app.state.gateway.store
             principal = await asyncio.to_thread(store.authenticate, token)
         if principal is None:
-            return JSONResponse(
-                {"detail": "unauthorized"}, status_code=401, headers=_UNAUTHORIZED
-            )
+            return JSONResponse({"detail": "unauthorized"}, status_code=401, headers=_UNAUTHORIZED)
         request.state.principal = principal
     return await call_next(request)
 

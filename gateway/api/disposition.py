@@ -17,9 +17,7 @@ _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
 def safe_filename(name: str, fallback: str = "download") -> str:
     name = unicodedata.normalize("NFC", name[:1000])
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(
-        ch for ch in name if unicodedata.category(ch)[0] not in "CZ" or ch == " "
-    )
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
     name = name.replace('"', "").strip(" .")[:_MAX_CHARS].strip(" .")
     return name or fallback
 

@@ -64,9 +64,7 @@ def purge(store: Store, retention: RetentionSettings, now: datetime | None = Non
                     break
                 # Blobs, recipients and release requests go with the row (ON DELETE CASCADE).
                 s.execute(delete(MessageRow).where(MessageRow.id.in_(ids)))
-                audit.append(
-                    s, "system:retention", "retention.purge", status, {"count": len(ids)}
-                )
+                audit.append(s, "system:retention", "retention.purge", status, {"count": len(ids)})
             report.removed[status] = report.removed.get(status, 0) + len(ids)
     if report.total:
         log.info("job=- retention removed %d records %s", report.total, report.removed)

@@ -33,7 +33,10 @@ class MiniGateway:
 
 
 def mini_gateway(
-    tmp_path: Path, store: Store, relay: Relay, clamd: str = "127.0.0.1:1"  # noqa: F811
+    tmp_path: Path,
+    store: Store,  # noqa: F811 - a parameter, not the fixture of the same name
+    relay: Relay,
+    clamd: str = "127.0.0.1:1",
 ) -> Any:
     settings = load_settings(None, storage={"data_dir": str(tmp_path / "data")})
     return MiniGateway(

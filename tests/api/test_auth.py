@@ -47,7 +47,11 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
     ("GET", "/api/v1/messages"): {"viewer", "operator", "approver", "auditor", "admin"},
     ("GET", "/api/v1/messages/{id}"): {"viewer", "operator", "approver", "auditor", "admin"},
     ("GET", "/api/v1/messages/{id}/sanitized"): {
-        "viewer", "operator", "approver", "auditor", "admin"
+        "viewer",
+        "operator",
+        "approver",
+        "auditor",
+        "admin",
     },
     ("GET", "/api/v1/messages/{id}/original"): {"operator", "approver", "admin"},
     ("POST", "/api/v1/messages/{id}/release-requests"): {"operator", "approver", "admin"},
@@ -63,7 +67,8 @@ ALLOWED: dict[tuple[str, str], set[str]] = {
 @pytest.mark.parametrize("role", ["viewer", "operator", "approver", "auditor", "admin"])
 async def test_role_matrix(api: Api, seed: Callable[..., str], role: str) -> None:
     bodies = {
-        "release-requests": {"reason": "r", "category": "other"}, "legal-hold": {"hold": False}
+        "release-requests": {"reason": "r", "category": "other"},
+        "legal-hold": {"hold": False},
     }
     for (method, template), roles in ALLOWED.items():
         mid = seed(status="quarantined")  # fresh, so a delete does not disturb the next call
@@ -78,8 +83,13 @@ async def test_role_matrix(api: Api, seed: Callable[..., str], role: str) -> Non
 
 async def test_decisions_need_the_approver_role(api: Api, seed: Callable[..., str]) -> None:
     mid = seed(status="quarantined")
-    rid = (await api.post(f"/api/v1/messages/{mid}/release-requests", "admin",
-                          json={"reason": "r", "category": "other"})).json()["id"]
+    rid = (
+        await api.post(
+            f"/api/v1/messages/{mid}/release-requests",
+            "admin",
+            json={"reason": "r", "category": "other"},
+        )
+    ).json()["id"]
     for role in ("viewer", "operator", "auditor"):
         for action in ("approve", "reject"):
             r = await api.post(f"/api/v1/release-requests/{rid}/{action}", role)

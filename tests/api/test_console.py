@@ -37,7 +37,7 @@ ORIGINAL = (
     "Content-Type: text/html; charset=utf-8\r\n"
     "\r\n"
     '<html><body><script>alert("original-xss")</script>'
-    '<p>ORIGINAL-HTML-ONLY <b>太字</b></p>'
+    "<p>ORIGINAL-HTML-ONLY <b>太字</b></p>"
     '<img src="http://tracker.evil.example/pixel.png"></body></html>\r\n'
 ).encode()
 
@@ -53,29 +53,54 @@ def sanitized_copy() -> bytes:
     msg["Subject"] = "お見積り"
     msg["Message-ID"] = MID
     msg.set_content(SANITIZED_TEXT)
-    msg.add_attachment(b"%PDF-1.4 fake", maintype="application", subtype="pdf",
-                       filename="見積書.pdf")
+    msg.add_attachment(
+        b"%PDF-1.4 fake", maintype="application", subtype="pdf", filename="見積書.pdf"
+    )
     return msg.as_bytes()
 
 
 def seed_quote(store: Store, *, subject: str = EVIL_SUBJECT) -> str:
     """A delivered mail whose original is hostile HTML and whose sanitized copy is text."""
     mid = add_message(
-        store, status="seeded-only", message_id=MID, raw=ORIGINAL,
-        mail_from="sales@vendor.example.co.jp", rcpt_tos=("keiyaku@town.example.lg.jp",),
+        store,
+        status="seeded-only",
+        message_id=MID,
+        raw=ORIGINAL,
+        mail_from="sales@vendor.example.co.jp",
+        rcpt_tos=("keiyaku@town.example.lg.jp",),
     )
     parts = [
         PartReport("1", "", "text/html", "text/html", Action.BODY, ("html_to_text",), 300),
-        PartReport("2", "見積書.docm", "application/vnd.ms-word.document.macroEnabled.12",
-                   "docm", Action.CONVERTED, ("macros_removed",), 48_000, "cd" * 32,
-                   ("見積書.pdf",)),
-        PartReport("3", "setup.exe", "application/octet-stream", "exe", Action.REMOVED,
-                   ("executable",), 9000),
+        PartReport(
+            "2",
+            "見積書.docm",
+            "application/vnd.ms-word.document.macroEnabled.12",
+            "docm",
+            Action.CONVERTED,
+            ("macros_removed",),
+            48_000,
+            "cd" * 32,
+            ("見積書.pdf",),
+        ),
+        PartReport(
+            "3",
+            "setup.exe",
+            "application/octet-stream",
+            "exe",
+            Action.REMOVED,
+            ("executable",),
+            9000,
+        ),
     ]
     store.record_report(
-        mid, parts=parts, tokens=["CHG_TEXT", "CONV_ATTACH", "DEL_ATTACH"], subject=subject,
-        message_id=MID, header_from="取引先 <sales@vendor.example.co.jp>",
-        scan=ScanResult(clean=True, signature=""), timings={"scan": 0.01},
+        mid,
+        parts=parts,
+        tokens=["CHG_TEXT", "CONV_ATTACH", "DEL_ATTACH"],
+        subject=subject,
+        message_id=MID,
+        header_from="取引先 <sales@vendor.example.co.jp>",
+        scan=ScanResult(clean=True, signature=""),
+        timings={"scan": 0.01},
     )
     store.mark_delivered(mid, sanitized_copy(), 1)
     return mid
@@ -96,13 +121,15 @@ class Person:
         return await self.client.get(path, **kw)
 
     async def post(
-        self, path: str, data: dict[str, str] | None = None, *, csrf_from: str = "/messages",
+        self,
+        path: str,
+        data: dict[str, str] | None = None,
+        *,
+        csrf_from: str = "/messages",
         headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         token = csrf_of((await self.client.get(csrf_from)).text)
-        return await self.client.post(
-            path, data={"csrf": token, **(data or {})}, headers=headers
-        )
+        return await self.client.post(path, data={"csrf": token, **(data or {})}, headers=headers)
 
 
 @dataclass
@@ -128,9 +155,7 @@ class Console:
 
 
 @pytest.fixture
-async def console(
-    tmp_path: Path, store: Store, smtp_sink: Sink
-) -> AsyncIterator[Console]:
+async def console(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Console]:
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
     gw = mini_gateway(tmp_path, store, relay)
     tokens = {role: store.create_token(role, role, "test")[0] for role in ROLES}
@@ -150,8 +175,9 @@ async def test_sign_in_sets_a_server_side_session_cookie(console: Console) -> No
     assert "サインイン" in form.text and form.headers["cache-control"] == "no-store"
     r = await c.post("/login", data={"csrf": csrf_of(form.text), "token": console.tokens["viewer"]})
     assert r.status_code == 303
-    cookie = next(v for k, v in r.headers.multi_items()
-                  if k == "set-cookie" and v.startswith(COOKIE + "="))
+    cookie = next(
+        v for k, v in r.headers.multi_items() if k == "set-cookie" and v.startswith(COOKIE + "=")
+    )
     flags = {part.strip().lower() for part in cookie.split(";")}
     assert "httponly" in flags and "samesite=strict" in flags and "path=/" in flags
     sid = cookie.split(";", 1)[0].split("=", 1)[1]
@@ -183,8 +209,9 @@ async def test_wrong_token_and_missing_login_nonce(console: Console) -> None:
     bare = console.client()  # no login cookie: a forged sign-in form from elsewhere
     r = await bare.post("/login", data={"csrf": "guess", "token": console.tokens["admin"]})
     assert r.status_code == 403 and COOKIE not in r.cookies
-    login_cookie = next(v for k, v in form.headers.multi_items()
-                        if k == "set-cookie" and v.startswith(LOGIN_COOKIE))
+    login_cookie = next(
+        v for k, v in form.headers.multi_items() if k == "set-cookie" and v.startswith(LOGIN_COOKIE)
+    )
     assert "samesite=strict" in login_cookie.lower() and "httponly" in login_cookie.lower()
 
 
@@ -231,8 +258,10 @@ async def test_list_and_search_by_message_id(console: Console) -> None:
     r = await viewer.page("/messages", params={"since": "2000-01-01", "until": "2000-01-31"})
     assert mid not in r.text and "該当するメールはありません" in r.text
     # Bad input is bounded and reported on the page, never a 500 or a JSON error.
-    r = await viewer.page("/messages", params={"status": "bogus", "since": "yesterday",
-                                               "cursor": "../../x", "sender": "a" * 5000})
+    r = await viewer.page(
+        "/messages",
+        params={"status": "bogus", "since": "yesterday", "cursor": "../../x", "sender": "a" * 5000},
+    )
     assert r.status_code == 422 and "正しくないため無視しました" in r.text
 
 
@@ -323,18 +352,27 @@ async def test_csrf_missing_wrong_or_foreign_origin(console: Console) -> None:
     # Another session's token does not fit this session.
     other = csrf_of((await (await console.sign_in("admin")).page("/messages")).text)
     assert (await c.post(path, data={"reason": "必要", "csrf": other})).status_code == 403
-    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
-                    {"Origin": "http://console.test.evil.example"}):
+    for headers in (
+        {"Origin": "https://evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "http://console.test.evil.example"},
+    ):
         r = await c.post(path, data={"reason": "必要", "csrf": token}, headers=headers)
         assert r.status_code == 403 and "他のサイト" in r.text
-    r = await c.post(f"/messages/{mid}/original", data={"csrf": token},
-                     headers={"Origin": "https://evil.example"})
+    r = await c.post(
+        f"/messages/{mid}/original",
+        data={"csrf": token},
+        headers={"Origin": "https://evil.example"},
+    )
     assert r.status_code == 403
     assert console.gw.store.release_requests() == []
     assert console.gw.store.audit_entries(action="original.read") == []
     # The same form from our own origin goes through.
-    r = await c.post(path, data={"reason": "必要", "csrf": token, **EXC},
-                     headers={"Origin": BASE, "Sec-Fetch-Site": "same-origin"})
+    r = await c.post(
+        path,
+        data={"reason": "必要", "csrf": token, **EXC},
+        headers={"Origin": BASE, "Sec-Fetch-Site": "same-origin"},
+    )
     assert r.status_code == 303
     assert [q.reason for q in console.gw.store.release_requests()] == ["必要"]
     # Sign-out needs the token as well.
@@ -352,8 +390,11 @@ async def test_oversized_or_odd_forms_are_refused(console: Console) -> None:
     assert r.status_code == 413
     r = await c.post(path, files={"reason": ("a.txt", b"x")}, data={"csrf": token})
     assert r.status_code == 415
-    r = await c.post(path, content=b"csrf=" + token.encode() + b"&reason=%ff%fe",
-                     headers={"content-type": "application/x-www-form-urlencoded"})
+    r = await c.post(
+        path,
+        content=b"csrf=" + token.encode() + b"&reason=%ff%fe",
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert r.status_code == 400
     r = await c.post(path, data={"csrf": token, "reason": "   "})
     assert r.status_code == 400 and "理由を入力" in r.text
@@ -364,8 +405,11 @@ async def test_oversized_or_odd_forms_are_refused(console: Console) -> None:
 async def test_request_then_another_person_approves(console: Console) -> None:
     mid = seed_quote(console.gw.store)
     operator = await console.sign_in("operator")
-    r = await operator.post(f"/messages/{mid}/release-requests",
-                            {"reason": "正式な見積書です", **EXC}, csrf_from=f"/messages/{mid}")
+    r = await operator.post(
+        f"/messages/{mid}/release-requests",
+        {"reason": "正式な見積書です", **EXC},
+        csrf_from=f"/messages/{mid}",
+    )
     assert r.status_code == 303 and r.headers["location"] == f"/messages/{mid}"
     page = (await operator.page(f"/messages/{mid}")).text
     assert "解放を申請しました" in page and "正式な見積書です" in page and "承認待ち" in page
@@ -376,8 +420,11 @@ async def test_request_then_another_person_approves(console: Console) -> None:
     approver = await console.sign_in("approver")
     pending = (await approver.page("/releases")).text
     assert req.id in pending and mid in pending
-    r = await approver.post(f"/release-requests/{req.id}/approve", {"reason": "確認済", **ACK},
-                            csrf_from=f"/messages/{mid}")
+    r = await approver.post(
+        f"/release-requests/{req.id}/approve",
+        {"reason": "確認済", **ACK},
+        csrf_from=f"/messages/{mid}",
+    )
     assert r.status_code == 303, r.text
     page = (await approver.page(f"/messages/{mid}")).text
     assert "承認しました" in page and "解放済み" in page

@@ -35,9 +35,16 @@ from tests.store.seed import add_message
 CHROMIUM = os.environ.get("MUGAI_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MUGAI_CHROMEDRIVER", "/usr/bin/chromedriver")
 ARGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-    "--window-size=1366,1000", "--lang=ja",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-dev-shm-usage",
+    "--window-size=1366,1000",
+    "--lang=ja",
 )
 WAIT = 30.0  # generous upper bound for page loads on a busy CI machine, not a performance check
 
@@ -107,8 +114,15 @@ def poll(check: Callable[[], Any]) -> Any:
     raise AssertionError("condition not met")
 
 
-def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
-          tmp_path: Path, infected: str) -> None:
+def story(
+    base: str,
+    tokens: dict[str, str],
+    mid: str,
+    store: Store,
+    sink: Sink,
+    tmp_path: Path,
+    infected: str,
+) -> None:
     shots = tmp_path / "screenshots"
     shots.mkdir()
     # 1. The operator signs in, finds the message by Message-ID, opens it.
@@ -146,8 +160,9 @@ def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
         # 2. Download the original: the file is the original, and the read is audited.
         op.find_element(By.ID, "download").click()
         downloads = tmp_path / "downloads-operator"
-        saved = poll(lambda: [p for p in downloads.glob("*.eml")
-                              if not p.name.endswith(".crdownload")])
+        saved = poll(
+            lambda: [p for p in downloads.glob("*.eml") if not p.name.endswith(".crdownload")]
+        )
         poll(lambda: saved[0].stat().st_size == len(ORIGINAL))
         assert saved[0].read_bytes() == ORIGINAL
         reads = store.audit_entries(action="original.read", target=mid)
@@ -250,8 +265,7 @@ def story(base: str, tokens: dict[str, str], mid: str, store: Store, sink: Sink,
         au.find_element(By.LINK_TEXT, "監査ログ Audit log").click()
         wait_for(au, lambda d: d.current_url.endswith("/audit"))
         log = au.find_element(By.ID, "audit").text
-        for action in ("original.read", "release.request", "release.approve",
-                       "release.delivered"):
+        for action in ("original.read", "release.request", "release.approve", "release.delivered"):
             assert action in log
         au.save_screenshot(str(shots / "audit.png"))
         au.get(f"{base}/messages/{mid}")

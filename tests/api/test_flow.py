@@ -54,8 +54,9 @@ async def test_find_download_request_approve_audit(
     )
     tokens = {}
     for name, role in (("tanaka", "operator"), ("suzuki", "approver"), ("kansa", "auditor")):
-        assert cli(["token", "create", "--config", str(config), "--role", role,
-                    "--name", name]) == 0
+        assert (
+            cli(["token", "create", "--config", str(config), "--role", role, "--name", name]) == 0
+        )
         tokens[name] = capsys.readouterr().out.strip().splitlines()[-1]
 
     await asend(gw, MAIL, rcpt="staff@town.example.lg.jp", mail_from="partner@example.com")
@@ -67,12 +68,14 @@ async def test_find_download_request_approve_audit(
     try:
         base = f"http://127.0.0.1:{admin.port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
+
             def h(name: str) -> dict[str, str]:
                 return {"Authorization": f"Bearer {tokens[name]}"}
 
             assert (await c.get("/api/v1/messages")).status_code == 401
-            r = await c.get("/api/v1/messages", headers=h("tanaka"),
-                            params={"message_id": "flow-1@example.com"})
+            r = await c.get(
+                "/api/v1/messages", headers=h("tanaka"), params={"message_id": "flow-1@example.com"}
+            )
             items = r.json()["items"]
             assert len(items) == 1 and items[0]["status"] == "delivered"
             mid = items[0]["id"]
@@ -80,8 +83,11 @@ async def test_find_download_request_approve_audit(
             assert detail["parts"] and detail["scan"]
             original = await c.get(f"/api/v1/messages/{mid}/original", headers=h("tanaka"))
             assert original.status_code == 200 and original.content == MAIL
-            r = await c.post(f"/api/v1/messages/{mid}/release-requests", headers=h("tanaka"),
-                             json={"reason": "リンク先の確認が必要", "category": "other"})
+            r = await c.post(
+                f"/api/v1/messages/{mid}/release-requests",
+                headers=h("tanaka"),
+                json={"reason": "リンク先の確認が必要", "category": "other"},
+            )
             rid = r.json()["id"]
             # The requester alone cannot release (even an approver could not decide their own).
             r = await c.post(f"/api/v1/release-requests/{rid}/approve", headers=h("tanaka"))
@@ -98,7 +104,10 @@ async def test_find_download_request_approve_audit(
             log = (await c.get("/api/v1/audit", headers=h("kansa"))).json()["items"]
             actions = [e["action"] for e in reversed(log)]
             assert actions[-4:] == [
-                "original.read", "release.request", "release.approve", "release.delivered",
+                "original.read",
+                "release.request",
+                "release.approve",
+                "release.delivered",
             ]
             assert (await c.get("/api/v1/audit", headers=h("tanaka"))).status_code == 403
             metrics = (await c.get("/metrics")).text
@@ -108,7 +117,8 @@ async def test_find_download_request_approve_audit(
 
     assert cli(["audit", "verify", "--config", str(config)]) == 0
     with tampering(gw.store) as conn:
-        conn.execute(text("UPDATE audit_log SET actor = 'token:nobody' WHERE action = "
-                          "'original.read'"))
+        conn.execute(
+            text("UPDATE audit_log SET actor = 'token:nobody' WHERE action = 'original.read'")
+        )
     assert cli(["audit", "verify", "--config", str(config)]) == 1
     assert "hash mismatch (row edited)" in capsys.readouterr().out

@@ -29,15 +29,20 @@ def _empty_database(pg_database: str) -> None:  # noqa: F811
 
 
 async def test_message_received_on_a_is_reviewed_and_released_from_b(
-    gateway_factory: Any, smtp_sink: Sink, tmp_path: Path, pg_database: str  # noqa: F811
+    gateway_factory: Any,
+    smtp_sink: Sink,
+    tmp_path: Path,
+    pg_database: str,  # noqa: F811
 ) -> None:
     sink_b = await start_sink()
     node_a = await gateway_factory(
-        smtp_sink, storage={"data_dir": str(tmp_path / "a"), "database_url": pg_database},
+        smtp_sink,
+        storage={"data_dir": str(tmp_path / "a"), "database_url": pg_database},
         audit={"key_file": str(tmp_path / "audit.key")},  # one key for every node
     )
     node_b = await gateway_factory(
-        sink_b, storage={"data_dir": str(tmp_path / "b"), "database_url": pg_database},
+        sink_b,
+        storage={"data_dir": str(tmp_path / "b"), "database_url": pg_database},
         audit={"key_file": str(tmp_path / "audit.key")},
     )
     assert node_a.spool.root != node_b.spool.root
@@ -85,11 +90,15 @@ async def test_message_received_on_a_is_reviewed_and_released_from_b(
 
 
 async def test_concurrent_nodes_keep_one_audit_chain(
-    gateway_factory: Any, smtp_sink: Sink, tmp_path: Path, pg_database: str  # noqa: F811
+    gateway_factory: Any,
+    smtp_sink: Sink,
+    tmp_path: Path,
+    pg_database: str,  # noqa: F811
 ) -> None:
     nodes = [
         await gateway_factory(
-            smtp_sink, storage={"data_dir": str(tmp_path / f"n{i}"), "database_url": pg_database},
+            smtp_sink,
+            storage={"data_dir": str(tmp_path / f"n{i}"), "database_url": pg_database},
             audit={"key_file": str(tmp_path / "audit.key")},
         )
         for i in range(2)

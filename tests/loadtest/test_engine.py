@@ -25,9 +25,12 @@ async def test_engine_with_rich_progress(tmp_path: Path, smtp_sink: Sink) -> Non
     stats = Stats(target=smtp_sink.address)
     progress = RichProgress(console, total=6)
 
-    await replay(lambda: iter_items([tmp_path]),
-                 ReplayConfig("127.0.0.1", smtp_sink.port, concurrency=2, reuse=4),
-                 stats, progress)
+    await replay(
+        lambda: iter_items([tmp_path]),
+        ReplayConfig("127.0.0.1", smtp_sink.port, concurrency=2, reuse=4),
+        stats,
+        progress,
+    )
     progress.close(stats)
     render_summary(stats, console)
 

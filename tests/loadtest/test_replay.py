@@ -76,8 +76,16 @@ async def test_rcpt_rewrite_mail_from_and_reuse(tmp_path: Path, smtp_sink: Sink)
     write_folder(tmp_path / "src", 5, to="a@example.com, b@example.org")
 
     rc, report = await replay(
-        tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-        "--rcpt", "@town.example.lg.jp", "--mail-from", "", "--reuse", "3",
+        tmp_path,
+        str(tmp_path / "src"),
+        "--to",
+        smtp_sink.address,
+        "--rcpt",
+        "@town.example.lg.jp",
+        "--mail-from",
+        "",
+        "--reuse",
+        "3",
     )
 
     assert rc == 0 and report["accepted"] == 5
@@ -87,8 +95,12 @@ async def test_rcpt_rewrite_mail_from_and_reuse(tmp_path: Path, smtp_sink: Sink)
 
     smtp_sink.messages.clear()
     rc, report = await replay(
-        tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-        "--rcpt", "clerk@town.example.lg.jp",
+        tmp_path,
+        str(tmp_path / "src"),
+        "--to",
+        smtp_sink.address,
+        "--rcpt",
+        "clerk@town.example.lg.jp",
     )
     assert rc == 0
     assert {tuple(m.rcpt_tos) for m in smtp_sink.messages} == {("clerk@town.example.lg.jp",)}
@@ -98,8 +110,9 @@ async def test_messages_without_recipients_are_skipped(tmp_path: Path, smtp_sink
     (tmp_path / "a.eml").write_bytes(b"From: x@example.net\nSubject: no to\n\nbody\n")
     (tmp_path / "b.eml").write_bytes(eml(1))
 
-    rc, report = await replay(tmp_path, str(tmp_path / "a.eml"), str(tmp_path / "b.eml"),
-                              "--to", smtp_sink.address)
+    rc, report = await replay(
+        tmp_path, str(tmp_path / "a.eml"), str(tmp_path / "b.eml"), "--to", smtp_sink.address
+    )
 
     assert rc == 0
     assert report["accepted"] == len(smtp_sink.messages) == 1
@@ -123,8 +136,9 @@ async def test_refusals_counted_by_code(tmp_path: Path, smtp_sink: Sink) -> None
     write_folder(tmp_path / "src", 4)
     smtp_sink.data_reply = "451 4.3.0 try later"
 
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-                              "--reuse", "10")
+    rc, report = await replay(
+        tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address, "--reuse", "10"
+    )
 
     assert rc == 1
     assert report["sent"] == 4 and report["accepted"] == 0
@@ -163,8 +177,16 @@ async def test_gateway_disappears_mid_run(tmp_path: Path, smtp_sink: Sink) -> No
         smtp_sink.server.close()
 
     killer = asyncio.create_task(vanish())
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-                              "--concurrency", "2", "--rate", "200")
+    rc, report = await replay(
+        tmp_path,
+        str(tmp_path / "src"),
+        "--to",
+        smtp_sink.address,
+        "--concurrency",
+        "2",
+        "--rate",
+        "200",
+    )
     await killer
 
     assert rc == 1
@@ -232,8 +254,9 @@ async def test_disconnect_during_transaction(tmp_path: Path, hangs_up: int) -> N
 async def test_silent_server_times_out(tmp_path: Path, goes_silent: int) -> None:
     write_folder(tmp_path / "src", 2)
 
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", f"127.0.0.1:{goes_silent}",
-                              "--smtp-timeout", "0.3")
+    rc, report = await replay(
+        tmp_path, str(tmp_path / "src"), "--to", f"127.0.0.1:{goes_silent}", "--smtp-timeout", "0.3"
+    )
 
     assert rc == 1
     assert report["errors"] == {"timeout": 2}
@@ -242,8 +265,16 @@ async def test_silent_server_times_out(tmp_path: Path, goes_silent: int) -> None
 async def test_whole_run_bounded_by_timeout(tmp_path: Path, goes_silent: int) -> None:
     write_folder(tmp_path / "src", 6)
 
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", f"127.0.0.1:{goes_silent}",
-                              "--concurrency", "2", "--timeout", "0.5")
+    rc, report = await replay(
+        tmp_path,
+        str(tmp_path / "src"),
+        "--to",
+        f"127.0.0.1:{goes_silent}",
+        "--concurrency",
+        "2",
+        "--timeout",
+        "0.5",
+    )
 
     assert rc == 1
     assert report["timed_out"] is True
@@ -254,8 +285,9 @@ async def test_whole_run_bounded_by_timeout(tmp_path: Path, goes_silent: int) ->
 async def test_loop_gives_fresh_message_ids(tmp_path: Path, smtp_sink: Sink) -> None:
     write_folder(tmp_path / "src", 3)
 
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-                              "--loop", "--limit", "10")
+    rc, report = await replay(
+        tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address, "--loop", "--limit", "10"
+    )
 
     assert rc == 0 and report["accepted"] == len(smtp_sink.messages) == 10
     ids = [message_id(m.data) for m in smtp_sink.messages]
@@ -268,8 +300,9 @@ async def test_loop_gives_fresh_message_ids(tmp_path: Path, smtp_sink: Sink) -> 
 async def test_limit_and_rate(tmp_path: Path, smtp_sink: Sink) -> None:
     write_folder(tmp_path / "src", 9)
 
-    rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address,
-                              "--limit", "6", "--rate", "20")
+    rc, report = await replay(
+        tmp_path, str(tmp_path / "src"), "--to", smtp_sink.address, "--limit", "6", "--rate", "20"
+    )
 
     assert rc == 0
     assert report["sent"] == report["accepted"] == len(smtp_sink.messages) == 6
@@ -353,17 +386,29 @@ async def test_wait_relay_smtp_sink(tmp_path: Path) -> None:
     async def deliver(env: Envelope) -> None:
         for _ in range(100):  # the replay sink starts once the command is running
             try:
-                await aiosmtplib.send(env.original_content or b"", sender=str(env.mail_from),
-                                      recipients=list(env.rcpt_tos), hostname="127.0.0.1",
-                                      port=relay_port, timeout=10, start_tls=False)
+                await aiosmtplib.send(
+                    env.original_content or b"",
+                    sender=str(env.mail_from),
+                    recipients=list(env.rcpt_tos),
+                    hostname="127.0.0.1",
+                    port=relay_port,
+                    timeout=10,
+                    start_tls=False,
+                )
                 return
             except aiosmtplib.SMTPConnectError:
                 await asyncio.sleep(0.05)
 
     server, port = await start_forwarder(Forwarder(deliver))
     try:
-        rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", f"127.0.0.1:{port}",
-                                  "--wait-relay", f"smtp://127.0.0.1:{relay_port}")
+        rc, report = await replay(
+            tmp_path,
+            str(tmp_path / "src"),
+            "--to",
+            f"127.0.0.1:{port}",
+            "--wait-relay",
+            f"smtp://127.0.0.1:{relay_port}",
+        )
     finally:
         server.close()
 
@@ -384,8 +429,16 @@ async def test_wait_relay_maildir_reports_missing(tmp_path: Path) -> None:
 
     server, port = await start_forwarder(Forwarder(deliver, skip=1))
     try:
-        rc, report = await replay(tmp_path, str(tmp_path / "src"), "--to", f"127.0.0.1:{port}",
-                                  "--wait-relay", str(outbox), "--relay-timeout", "3")
+        rc, report = await replay(
+            tmp_path,
+            str(tmp_path / "src"),
+            "--to",
+            f"127.0.0.1:{port}",
+            "--wait-relay",
+            str(outbox),
+            "--relay-timeout",
+            "3",
+        )
     finally:
         server.close()
 
@@ -400,8 +453,16 @@ async def test_corpus_mail_ja(tmp_path: Path, corpus: Path, smtp_sink: Sink) -> 
     source = corpus / "mail-ja"
     messages = [i for i in iter_items([source]) if isinstance(i, Message)]
 
-    rc, report = await replay(tmp_path, str(source), "--to", smtp_sink.address,
-                              "--rcpt", "@town.example.lg.jp", "--concurrency", "8")
+    rc, report = await replay(
+        tmp_path,
+        str(source),
+        "--to",
+        smtp_sink.address,
+        "--rcpt",
+        "@town.example.lg.jp",
+        "--concurrency",
+        "8",
+    )
 
     assert rc == 0
     assert report["skipped"] == 0

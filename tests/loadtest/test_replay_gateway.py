@@ -26,10 +26,22 @@ async def test_replay_through_gateway_to_outbox(
     host, port = gw.smtp_address
     report_path = tmp_path / "report.json"
 
-    rc = await asyncio.to_thread(run_cmd, [
-        str(tmp_path / "src"), "--to", f"{host}:{port}", "--rcpt", "@town.example.lg.jp",
-        "--wait-relay", str(outbox), "--relay-timeout", "120", "--json", str(report_path),
-    ])
+    rc = await asyncio.to_thread(
+        run_cmd,
+        [
+            str(tmp_path / "src"),
+            "--to",
+            f"{host}:{port}",
+            "--rcpt",
+            "@town.example.lg.jp",
+            "--wait-relay",
+            str(outbox),
+            "--relay-timeout",
+            "120",
+            "--json",
+            str(report_path),
+        ],
+    )
     report = json.loads(report_path.read_text())
 
     assert rc == 0, report

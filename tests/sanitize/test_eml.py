@@ -46,8 +46,11 @@ def test_attached_eml_becomes_text_and_its_parts_are_sanitized() -> None:
 
 def test_mail_inside_a_zip_and_iso2022jp_headers() -> None:
     raw = (
-        b"From: a@example.com\r\nSubject: " + encoded_words("①件名㈱").encode()
-        + b"\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n" + cp50220("本文髙") + b"\r\n"
+        b"From: a@example.com\r\nSubject: "
+        + encoded_words("①件名㈱").encode()
+        + b"\r\nContent-Type: text/plain; charset=ISO-2022-JP\r\n\r\n"
+        + cp50220("本文髙")
+        + b"\r\n"
     )
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:

@@ -21,9 +21,7 @@ from sqlalchemy import text
 from gateway.store.audit import GENESIS
 from gateway.store.repository import Store
 
-ADMIN_URL = os.environ.get(
-    "MUGAI_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+ADMIN_URL = os.environ.get("MUGAI_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = ["sqlite", "postgresql"]
 _TABLES = (
     "messages, message_recipients, message_reasons, blobs, api_tokens, users, release_requests, "

@@ -29,8 +29,10 @@ def config(tmp_path: Path, store_url: str) -> Path:
 
 
 def test_token_create_list_revoke(config: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["token", "create", "--config", str(config), "--role", "approver",
-                "--name", "suzuki"]) == 0
+    assert (
+        run(["token", "create", "--config", str(config), "--role", "approver", "--name", "suzuki"])
+        == 0
+    )
     out = capsys.readouterr().out
     token = out.strip().splitlines()[-1]
     assert token.startswith("mgt_") and " " not in token
@@ -48,8 +50,10 @@ def test_token_create_list_revoke(config: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_token_create_refuses_bad_input(config: Path) -> None:
-    assert run(["token", "create", "--config", str(config), "--role", "admin",
-                "--name", "bad name"]) == 2
+    assert (
+        run(["token", "create", "--config", str(config), "--role", "admin", "--name", "bad name"])
+        == 2
+    )
     with pytest.raises(SystemExit):
         run(["token", "create", "--config", str(config), "--role", "root", "--name", "x"])
     assert run(["token", "list", "--config", str(config) + ".missing"]) == 2
@@ -59,8 +63,10 @@ def test_audit_verify_detects_an_edited_row(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     for name in ("a", "b", "c"):
-        assert run(["token", "create", "--config", str(config), "--role", "viewer",
-                    "--name", name]) == 0
+        assert (
+            run(["token", "create", "--config", str(config), "--role", "viewer", "--name", name])
+            == 0
+        )
     assert run(["audit", "verify", "--config", str(config)]) == 0
     assert "intact: 6 entries" in capsys.readouterr().out  # user.create + token.create each
     store = open_store(load_settings(config))

@@ -94,9 +94,7 @@ def test_concurrent_writers_on_two_nodes_keep_one_linear_chain(
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [
-        threading.Thread(target=writer, args=(nodes[k % 2], k)) for k in range(4)
-    ]
+    threads = [threading.Thread(target=writer, args=(nodes[k % 2], k)) for k in range(4)]
     for t in threads:
         t.start()
     for t in threads:

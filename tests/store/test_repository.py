@@ -17,9 +17,13 @@ ADMIN = Principal(1, "root", "admin")
 
 def test_worker_calls_keep_original_report_and_outcome(store: Store) -> None:
     raw = raw_mail()
-    meta = JobMeta(id="0000000000010000000001", kind="mail", mail_from="a@example.com",
-                   rcpt_tos=("U@Town.example.lg.jp", "b@town.example.lg.jp"),
-                   received_at=time.time())
+    meta = JobMeta(
+        id="0000000000010000000001",
+        kind="mail",
+        mail_from="a@example.com",
+        rcpt_tos=("U@Town.example.lg.jp", "b@town.example.lg.jp"),
+        received_at=time.time(),
+    )
     assert store.record_received(meta, raw) == "processing"
     assert store.record_received(meta, b"other") == "processing"  # idempotent
     assert store.status(meta.id) == "processing"
@@ -55,8 +59,9 @@ def test_report_fields_round_trip(store: Store) -> None:
 def test_search_filters(store: Store) -> None:
     old = add_message(store, message_id="<old@x>", received_at=time.time() - 86400 * 3)
     a = add_message(store, message_id="<a@x>", mail_from="Alice@Example.com")
-    b = add_message(store, status="quarantined", message_id="<b@x>",
-                    rcpt_tos=("Boss@Town.example.lg.jp",))
+    b = add_message(
+        store, status="quarantined", message_id="<b@x>", rcpt_tos=("Boss@Town.example.lg.jp",)
+    )
     ids = lambda q: [r.id for r in store.search(q)]  # noqa: E731
     assert ids(MessageQuery()) == [b, a, old]  # newest first
     assert ids(MessageQuery(message_id="a@x")) == [a]

@@ -29,9 +29,7 @@ def test_only_the_hash_is_stored(store: Store) -> None:
     token, _ = store.create_token("sato", "viewer", "cli:root")
     with store.engine.connect() as conn:
         dump = " ".join(str(v) for r in conn.execute(text("SELECT * FROM api_tokens")) for v in r)
-        audit = " ".join(
-            str(v) for r in conn.execute(text("SELECT * FROM audit_log")) for v in r
-        )
+        audit = " ".join(str(v) for r in conn.execute(text("SELECT * FROM audit_log")) for v in r)
     assert token not in dump and token not in audit
     assert hashlib.sha256(token.encode()).hexdigest() in dump
 

@@ -65,7 +65,9 @@ async def read_form(request: Request) -> dict[str, str]:
         raise FormError(415, "form_expected")
     try:
         pairs = parse_qsl(
-            body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS,
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            max_num_fields=MAX_FIELDS,
             errors="strict",
         )
     except (UnicodeDecodeError, ValueError) as exc:

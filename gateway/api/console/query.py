@@ -21,7 +21,14 @@ from gateway.store.repository import MessageQuery
 JST = ZoneInfo("Asia/Tokyo")
 PAGE_SIZE = 50
 STATUSES = (
-    "processing", "deferred", "delivered", "quarantined", "released", "deleted", "done", "withheld"
+    "processing",
+    "deferred",
+    "delivered",
+    "quarantined",
+    "released",
+    "deleted",
+    "done",
+    "withheld",
 )
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _LIMITS = {"message_id": 1000, "sender": 512, "recipient": 512}
@@ -55,9 +62,13 @@ class Search:
         params = {
             k: v
             for k, v in (
-                ("status", self.status), ("message_id", self.message_id),
-                ("sender", self.sender), ("recipient", self.recipient),
-                ("since", self.since), ("until", self.until), ("cursor", cursor),
+                ("status", self.status),
+                ("message_id", self.message_id),
+                ("sender", self.sender),
+                ("recipient", self.recipient),
+                ("since", self.since),
+                ("until", self.until),
+                ("cursor", cursor),
             )
             if v
         }

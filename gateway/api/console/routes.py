@@ -164,11 +164,14 @@ async def home(request: Request) -> Response:
 
 
 def _login_page(request: Request, nonce: str, status: int = 200, error: str = "") -> Response:
-    response = page(
-        "login.html", context(request, None, login_csrf=nonce, error=error), status
-    )
+    response = page("login.html", context(request, None, login_csrf=nonce, error=error), status)
     response.set_cookie(
-        LOGIN_COOKIE, nonce, max_age=3600, path="/login", httponly=True, samesite="strict",
+        LOGIN_COOKIE,
+        nonce,
+        max_age=3600,
+        path="/login",
+        httponly=True,
+        samesite="strict",
         secure=request.url.scheme == "https",
     )
     return response
@@ -291,16 +294,21 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
         await asyncio.to_thread(store.blob, mugai_id, "sanitized") if row.kind == "mail" else None
     )
     shown, broken = await asyncio.to_thread(_preview, sanitized)
-    requests = await asyncio.to_thread(
-        lambda: store.release_requests(message=mugai_id, limit=50)
-    )
+    requests = await asyncio.to_thread(lambda: store.release_requests(message=mugai_id, limit=50))
     signature = signature_of(row)
     ctx = context(
-        request, session, msg=row, has_original=has_original, preview=shown,
-        preview_broken=broken, requests=requests,
-        releasable=row.kind == "mail" and has_original
+        request,
+        session,
+        msg=row,
+        has_original=has_original,
+        preview=shown,
+        preview_broken=broken,
+        requests=requests,
+        releasable=row.kind == "mail"
+        and has_original
         and row.status not in ("processing", "deferred", "deleted"),
-        signature=signature, allow_infected=store.policy.allow_infected,
+        signature=signature,
+        allow_infected=store.policy.allow_infected,
         categories=[c.value for c in ExceptionCategory if c is not ExceptionCategory.EXCEPTION],
         open_request=any(
             r.status in ("pending", "approved", "failed")
