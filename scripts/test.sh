@@ -13,4 +13,8 @@ if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; the
     fi
   done
 fi
+# House rules: lint, formatting and strict typing on gateway/ gate the tests.
+.venv/bin/ruff check gateway tests bench scripts
+.venv/bin/ruff format --check gateway tests bench scripts
+.venv/bin/mypy
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
