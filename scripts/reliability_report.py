@@ -174,6 +174,7 @@ async def run_all(scale: float, only: set[str] | None) -> list[sc.Row]:
         small = start_clamd(work / "clamd-small", tcp=False, overrides=limits)
         extra.append(small)
         return small
+
     plan: list[tuple[str, Callable[[Path], Awaitable[sc.Row | None]]]] = [
         ("crash", lambda w: sc.crash_burst(w, clamd.unix_address, total=n(1000), kills=3)),
         ("outage", lambda w: sc.relay_outage(w, clamd.unix_address, count=n(90))),
