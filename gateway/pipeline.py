@@ -115,7 +115,8 @@ def sanitize_message(
         max_header_bytes=limits.max_header_bytes,
     )
     # Only hops carrying this instance's token count (issue 13): forged lines never do.
-    hops = verified_ids(parsed.received_by, loop_key, settings.smtp.hostname)
+    message_id = parsed.headers.get("message-id", "")
+    hops = verified_ids(parsed.received_by, loop_key, settings.smtp.hostname, message_id)
     if len(hops) >= MAX_HOPS_THROUGH_US:
         raise MailLoop(f"already passed through {settings.smtp.hostname}")
     auth = auth_hook.check_sender(raw, meta, settings)  # issue 16
@@ -167,7 +168,9 @@ def sanitize_message(
         hostname=settings.smtp.hostname,
         mugai_id=meta.id,
         rcpt=meta.rcpt_tos[0] if len(meta.rcpt_tos) == 1 else "",
-        loop_token=token(loop_key, settings.smtp.hostname, meta.id) if loop_key else "",
+        loop_token=(
+            token(loop_key, settings.smtp.hostname, meta.id, message_id) if loop_key else ""
+        ),
     )
     data = build_message(
         headers=auth_hook.tagged_headers(parsed.headers, auth, settings.auth.subject_tag),
@@ -177,7 +180,7 @@ def sanitize_message(
         mugai_id=meta.id,
         tokens=tokens,
         received=received,
-        earlier=[earlier_hop(loop_key, settings.smtp.hostname, h) for h in hops],
+        earlier=[earlier_hop(loop_key, settings.smtp.hostname, h, message_id) for h in hops],
     )
     data = auth_hook.stamp(data, settings.smtp.hostname, auth)  # issue 16
     done = time.monotonic()

@@ -702,11 +702,17 @@ async def mail_loop(work: Path, clamd: str, *, count: int = 10) -> Row:
             _, port = gw.smtp_address
             # Three earlier passes with this instance's valid tokens loop; the same lines
             # copied without a valid token (forged) must not (issue 13).
-            hops = "".join(
-                f"Received: {earlier_hop(gw.pipeline.loop_key, gw.settings.smtp.hostname, h)}\r\n"
-                for h in (new_id(), new_id(), new_id())
-            )
-            items = [(i, mail(tag, i, extra=hops), RCPTS[0]) for i in range(count)] + [
+            # Tokens are bound to the Message-ID (gateway/loopmark.py): one set per mail.
+            key, host = gw.pipeline.loop_key, gw.settings.smtp.hostname
+
+            def hops(i: int) -> str:
+                mid = f"<{tag}-{i}@example.com>"
+                return "".join(
+                    f"Received: {earlier_hop(key, host, h, mid)}\r\n"
+                    for h in (new_id(), new_id(), new_id())
+                )
+
+            items = [(i, mail(tag, i, extra=hops(i)), RCPTS[0]) for i in range(count)] + [
                 (i, mail(tag, i, extra=HOP * 3), RCPTS[0]) for i in range(count, 2 * count)
             ]
             acked = accepted_ids(await send_batch(port, items))

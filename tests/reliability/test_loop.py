@@ -38,6 +38,19 @@ def test_only_valid_distinct_tokens_count() -> None:
     assert our_hops([g.replace(HOST, "evil.example") for g in good], key, HOST) == 0
 
 
+def test_tokens_are_bound_to_the_message_id() -> None:
+    """Valid lines harvested from one of our delivered mails (a bounce, a forward) never make
+    another message look looped."""
+    key = b"k" * 32
+    ids = ["0190aa00000000000000b1", "0190aa00000000000000b2", "0190aa00000000000000b3"]
+    harvested = [line(i, token(key, HOST, i, "<invoice-1@vendor.example>")) for i in ids]
+    assert our_hops(harvested, key, HOST, "<invoice-1@vendor.example>") == 3
+    # Folding and case on the way do not change the id.
+    assert our_hops(harvested, key, HOST, " <INVOICE-1@vendor.example> ") == 3
+    assert our_hops(harvested, key, HOST, "<tax-notice@city.example>") == 0
+    assert our_hops(harvested, key, HOST, "") == 0
+
+
 def test_key_is_made_once_private_and_kept(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, "", "127.0.0.1:1")
     first = load_key(settings)
