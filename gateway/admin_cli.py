@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from gateway.settings import Settings, load_settings
 from gateway.store.audit_keys import AuditKeyError, create_key_file, rotate_key_file
 from gateway.store.errors import StoreError
+from gateway.store.models import UserRow
 from gateway.store.repository import Store, database_url
 from gateway.store.tokens import ROLES
 
@@ -74,30 +75,27 @@ def _refused(exc: StoreError) -> _UsageError:
     return _UsageError(_STORE_ERRORS.get(exc.reason, exc.reason))
 
 
-def cmd_user_create(args: argparse.Namespace) -> int:
+def _change_user(args: argparse.Namespace, change: Callable[[Store], UserRow]) -> UserRow:
+    """One identity change with the store open; a bad name or a refusal is a usage error."""
     store = open_store(_settings(args.config))
     try:
-        row = store.create_user(args.name, args.role, _actor())
+        return change(store)
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
     except StoreError as exc:
         raise _refused(exc) from exc
     finally:
         store.close()
+
+
+def cmd_user_create(args: argparse.Namespace) -> int:
+    row = _change_user(args, lambda s: s.create_user(args.name, args.role, _actor()))
     print(f"created user id={row.id} name={row.name} role={row.role}")
     return EXIT_OK
 
 
 def cmd_user_role(args: argparse.Namespace) -> int:
-    store = open_store(_settings(args.config))
-    try:
-        row = store.set_user_role(args.name, args.role, _actor())
-    except ValueError as exc:
-        raise _UsageError(str(exc)) from exc
-    except StoreError as exc:
-        raise _refused(exc) from exc
-    finally:
-        store.close()
+    row = _change_user(args, lambda s: s.set_user_role(args.name, args.role, _actor()))
     print(f"user id={row.id} name={row.name} role={row.role}")
     return EXIT_OK
 
