@@ -33,6 +33,10 @@ _HOST_RE: Final = re.compile(
     r"(?:([a-z]{2,63})(?![a-z0-9@_\-])|([^\W\d_]{2,63})(?![\w@\-]))",
     re.I,
 )
+# An IPv4 address with a path or port after it; octets are range-checked in code below.
+_QUAD_RE: Final = re.compile(
+    r"(?<![\w.\-])(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?=[/\\]|:\d)", re.A
+)
 _PSL: Final = PublicSuffixList(only_icann=True)
 
 
@@ -70,6 +74,9 @@ def live_links(text: str, limit: int = 5) -> list[str]:
             return found
     for m in _HOST_RE.finditer(folded):
         if _public(m.group(1) or m.group(2)) and add(m.group(0)):
+            return found
+    for m in _QUAD_RE.finditer(folded):
+        if all(int(octet) <= 255 for octet in m.groups()) and add(m.group(0)):
             return found
     return found
 

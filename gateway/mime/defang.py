@@ -150,6 +150,14 @@ _HOST_PASS_RE: Final = re.compile(
     r"(?:[A-Za-z]{1,63}(?![A-Za-z0-9@_\-])|[^\W\d_]{2,63}(?![\w@\-])))"
 )
 
+# 1: a dotted-quad IPv4 address followed by a path or a port ("192.0.2.7/login", "192.0.2.7:8080"):
+# some clients link these without a scheme. A lone quad ("version 1.2.3.4") is left readable.
+_IPV4_PASS_RE: Final = re.compile(
+    r"(?<![\w.\-])((?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d))"
+    r"(?=[/\\]|:\d)",
+    re.ASCII,
+)
+
 _PSL: Final = PublicSuffixList(only_icann=True)
 _MAX_ROUNDS: Final = 4
 _ASCII_TRIGGER_RE: Final = re.compile(r"[.:\\]")
@@ -185,8 +193,9 @@ def disarm(text: str) -> Disarmed:
         text, schemes = _pass(_SCHEME_PASS_RE, text)
         text, www = _pass(_WWW_PASS_RE, text)
         text, hosts = _pass(_HOST_PASS_RE, text)
-        total += schemes + www + hosts
-        if not schemes + www + hosts:
+        text, quads = _pass(_IPV4_PASS_RE, text)
+        total += schemes + www + hosts + quads
+        if not schemes + www + hosts + quads:
             break
     return Disarmed(text, total)
 
@@ -218,6 +227,8 @@ def _render(m: re.Match[str], original: str) -> str | None:
         return _bracket(original, view)
     if m.re is _HOST_PASS_RE:
         return _bare_host(original, view)
+    if m.re is _IPV4_PASS_RE:
+        return _bracket(original, view)
     if m.group(1) is not None:
         if len(m.group(1)) == 1 and m.group(1).isalpha():
             return None  # a drive letter ("C:\\Users"), not a scheme

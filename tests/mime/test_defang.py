@@ -97,6 +97,11 @@ HOSTILE: list[tuple[str, str]] = [
     ("<https://evil.com/>", "https://evil.com/"),
     ('"https://evil.com/"', "https://evil.com/"),
     ("https://evil.com/\nhttps://evil2.com/", "https://evil2.com/"),
+    # A bare IPv4 address with a path or a port: linked by some clients without a scheme.
+    ("ログインは 192.0.2.7/login.php から", "192.0.2.7/login.php"),
+    ("管理画面 10.0.0.1:8080/admin", "10.0.0.1:8080/admin"),
+    ("１９２．０．２．７／ｘ", "192.0.2.7/x"),
+    ("\\\\192.0.2.7\\share", "\\\\192.0.2.7\\share"),
 ]
 
 
@@ -145,6 +150,7 @@ def test_readable_forms(sent: str, shown: str) -> None:
         "tel:03-1234-5678 mailto:info@example.jp",
         "already hxxps://evil[.]com/ www[.]x[.]com smb[:]//a[.]com [\\\\]h\\s",
         "emoji 👨\u200d👩 and variation 葛\U000e0100",
+        "version 1.2.3.4 released; 999.1.1.1/x is no address; v1.2.3.4/x; 1.2.3.4.5/x",
     ],
 )
 def test_ordinary_text_is_left_readable(text: str) -> None:
