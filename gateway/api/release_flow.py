@@ -3,6 +3,13 @@
 Shared by the API route and the web console so both follow exactly the same two-person rule
 and leave the same audit trail. Store refusals (``StoreError``) propagate to the caller; a relay
 failure never does: it is recorded as a failed release, which can be approved again.
+
+An original is scanned again with clamd (today's signatures) right before it leaves: a mail
+quarantined for another reason may never have been scanned (too large for clamd, a crash
+loop, held past the queue timeout), or carry what yesterday's signatures missed. A hit is
+released only like any infected original (``allow_infected`` and the signature typed back);
+an original clamd cannot take is released only when the approver types ``unscanned``; with
+clamd down nothing is sent (the request fails and can be approved again later).
 """
 
 from __future__ import annotations
@@ -12,15 +19,31 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from email.header import Header
-from typing import Any
+from typing import Any, Final, Protocol
 
-from gateway.errors import MugaiError
+from gateway.errors import MugaiError, ScannerUnavailable, TooLargeToScan
+from gateway.model import ScanResult
+from gateway.reasons import Reason
 from gateway.relay import Relay
 from gateway.store.models import ReleaseRequestRow
+from gateway.store.releases import ReleaseKind
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 
 log = logging.getLogger(__name__)
+
+# What the approver types to release an original clamd could not scan (too large).
+UNSCANNED_CONFIRMATION: Final = "unscanned"
+
+
+class Scanner(Protocol):
+    async def scan(self, data: bytes) -> ScanResult: ...
+
+
+class _Withheld(Exception):
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result["error"])
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -37,9 +60,30 @@ def released_copy(original: bytes, approver: str) -> bytes:
     return b"X-Mugai-Released-By: " + value.encode("ascii") + newline + original
 
 
+async def rescan_refusal(
+    scanner: Scanner, original: bytes, confirm: str, allow_infected: bool
+) -> dict[str, Any] | None:
+    """Why the original must not leave now (recorded as the failed release's result), or None."""
+    confirm = confirm.strip()
+    try:
+        found = await scanner.scan(original)
+    except TooLargeToScan as exc:
+        if confirm.lower() == UNSCANNED_CONFIRMATION:
+            return None
+        return {"error": Reason.TOO_LARGE_TO_SCAN.value, "detail": exc.detail[:500]}
+    except ScannerUnavailable as exc:
+        return {"error": exc.reason, "detail": exc.detail[:500]}
+    if found.clean:
+        return None
+    if allow_infected and confirm == found.signature:
+        return None
+    return {"error": Reason.VIRUS_FOUND.value, "signature": found.signature}
+
+
 async def approve_and_send(
     store: Store,
     relay: Relay,
+    scanner: Scanner,
     rid: str,
     who: Principal,
     rcpt_tos: Sequence[str] | None = None,
@@ -54,7 +98,15 @@ async def approve_and_send(
     attempt = req.attempt
     data = released_copy(original, who.name)
     result: dict[str, Any]
+    refusal = None
+    if req.kind == ReleaseKind.ORIGINAL:
+        refusal = await rescan_refusal(
+            scanner, original, confirm_signature, store.policy.allow_infected
+        )
     try:
+        if refusal is not None:
+            log.warning("job=%s release request=%s withheld: %s", msg.id, rid, refusal["error"])
+            raise _Withheld(refusal)
         sent = await relay.send(msg.mail_from, tuple(req.rcpt_tos), data)
         result = {
             "accepted": list(sent.accepted),
@@ -62,6 +114,8 @@ async def approve_and_send(
             "deferred": dict(sent.deferred),
         }
         ok = bool(sent.accepted)
+    except _Withheld as withheld:
+        result, ok = withheld.result, False
     except MugaiError as exc:
         result, ok = {"error": exc.reason, "detail": exc.detail[:500]}, False
     except Exception as exc:  # noqa: BLE001 - recorded as a failed release, never a 500

@@ -66,9 +66,15 @@ class Api:
 
 
 @pytest.fixture
-async def api(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Api]:  # noqa: F811
+async def api(
+    tmp_path: Path,
+    store: Store,  # noqa: F811
+    smtp_sink: Sink,  # noqa: F811
+    clamd_address: str,
+) -> AsyncIterator[Api]:
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
-    gw = mini_gateway(tmp_path, store, relay)
+    # A real clamd: an original is scanned again before a release sends it.
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd_address)
     tokens = {role: store.create_token(role, role, "test")[0] for role in ROLES}
     # A second approver, so a request by one approver can be decided by another.
     tokens["approver2"] = store.create_token("approver2", "approver", "test")[0]

@@ -155,9 +155,11 @@ class Console:
 
 
 @pytest.fixture
-async def console(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Console]:
+async def console(
+    tmp_path: Path, store: Store, smtp_sink: Sink, clamd_address: str
+) -> AsyncIterator[Console]:
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
-    gw = mini_gateway(tmp_path, store, relay)
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd_address)
     tokens = {role: store.create_token(role, role, "test")[0] for role in ROLES}
     tokens["approver2"] = store.create_token("approver2", "approver", "test")[0]
     con = Console(create_app(gw), gw, smtp_sink, tokens, [])
@@ -495,3 +497,36 @@ async def test_uploaded_file_detail_has_no_mail_preview(console: Console) -> Non
     r = await operator.page(f"/messages/{mid}")
     assert r.status_code == 200 and "本文プレビューはありません" in r.text
     assert "&lt;b&gt;報告書&lt;/b&gt;.pdf" in r.text and "request-form" not in r.text
+
+
+async def test_a_release_the_rescan_refuses_says_why_and_asks_for_unscanned(
+    console: Console,
+) -> None:
+    """The console side of tests/api/test_release_rescan.py: clamd cannot take the original,
+    the approver is told why and given the field to type ``unscanned``."""
+    from gateway.scan.clamd import ClamdScanner
+
+    mid = seed_quote(console.gw.store)
+    operator = await console.sign_in("operator")
+    await operator.post(
+        f"/messages/{mid}/release-requests", {"reason": "必要", **EXC}, csrf_from=f"/messages/{mid}"
+    )
+    (req,) = console.gw.store.release_requests()
+    real = console.gw.scanner
+    console.gw.scanner = ClamdScanner(real.address, timeout=10, max_stream_bytes=16)
+    approver = await console.sign_in("approver")
+    r = await approver.post(
+        f"/release-requests/{req.id}/approve", {"reason": "", **ACK}, csrf_from=f"/messages/{mid}"
+    )
+    assert r.status_code == 303, r.text
+    page = (await approver.page(f"/messages/{mid}")).text
+    assert "ウイルス検査の上限を超える" in page and "<code>unscanned</code>" in page
+    assert console.sink.messages == []
+    r = await approver.post(
+        f"/release-requests/{req.id}/approve",
+        {"reason": "", "confirm_signature": "unscanned", **ACK},
+        csrf_from=f"/messages/{mid}",
+    )
+    assert r.status_code == 303, r.text
+    assert "解放済み" in (await approver.page(f"/messages/{mid}")).text
+    assert len(console.sink.messages) == 1

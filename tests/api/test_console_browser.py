@@ -275,14 +275,16 @@ def story(
         no_console_errors(au)
 
 
-async def test_console_story_in_chromium(tmp_path: Path, smtp_sink: Sink) -> None:
+async def test_console_story_in_chromium(
+    tmp_path: Path, smtp_sink: Sink, clamd_address: str
+) -> None:
     store = Store(f"sqlite:///{tmp_path / 'mugai.db'}")
     store.create_schema()
     settings = load_settings(
         None, admin={"listen": "127.0.0.1:0"}, storage={"data_dir": str(tmp_path / "data")}
     )
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
-    gw = mini_gateway(tmp_path, store, relay)
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd_address)
     tokens = {r: store.create_token(r, r, "test")[0] for r in ("operator", "approver", "auditor")}
     mid = seed_quote(store)
     infected = add_message(store, status="quarantined", reason="virus_found")

@@ -21,10 +21,12 @@ EICAR = "Win.Test.EICAR_HDB-1"
 
 
 @pytest.fixture
-async def console(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Console]:
+async def console(
+    tmp_path: Path, store: Store, smtp_sink: Sink, clamd_address: str
+) -> AsyncIterator[Console]:
     # As tests/api/test_console.py's fixture (a fixture cannot be imported under lint rules).
     relay = SmtpRelay(smtp_sink.address, hostname="mugai.test", timeout=10)
-    gw = mini_gateway(tmp_path, store, relay)
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd_address)
     tokens = {role: store.create_token(role, role, "test")[0] for role in ROLES}
     con = Console(create_app(gw), gw, smtp_sink, tokens, [])
     yield con

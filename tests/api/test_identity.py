@@ -52,8 +52,11 @@ class Admin:
         return await self.call("POST", f"/api/v1/release-requests/{rid}/approve", token, json={})
 
 
-async def _admin(tmp_path: Path, store: Store, sink: Sink, cooldown: str) -> AsyncIterator[Admin]:
-    gw = mini_gateway(tmp_path, store, SmtpRelay(sink.address, hostname="t", timeout=10))
+async def _admin(
+    tmp_path: Path, store: Store, sink: Sink, cooldown: str, clamd: str
+) -> AsyncIterator[Admin]:
+    relay = SmtpRelay(sink.address, hostname="t", timeout=10)
+    gw = mini_gateway(tmp_path, store, relay, clamd=clamd)
     gw.settings = load_settings(
         None,
         storage={"data_dir": str(tmp_path / "data")},
@@ -69,8 +72,10 @@ async def _admin(tmp_path: Path, store: Store, sink: Sink, cooldown: str) -> Asy
 
 
 @pytest.fixture
-async def admin(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[Admin]:
-    async for a in _admin(tmp_path, store, smtp_sink, "72h"):
+async def admin(
+    tmp_path: Path, store: Store, smtp_sink: Sink, clamd_address: str
+) -> AsyncIterator[Admin]:
+    async for a in _admin(tmp_path, store, smtp_sink, "72h", clamd_address):
         yield a
 
 
@@ -135,9 +140,9 @@ async def test_identity_changes_are_audited_and_visible_to_the_auditor(admin: Ad
 
 
 async def test_the_link_expires_after_the_cooldown(
-    tmp_path: Path, store: Store, smtp_sink: Sink
+    tmp_path: Path, store: Store, smtp_sink: Sink, clamd_address: str
 ) -> None:
-    async for admin in _admin(tmp_path, store, smtp_sink, "0s"):
+    async for admin in _admin(tmp_path, store, smtp_sink, "0s", clamd_address):
         root, _ = store.create_token("root", "admin", "cli:root")
         mid = add_message(store, status="quarantined")
         rid = await admin.request(root, mid)

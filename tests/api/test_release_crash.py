@@ -31,13 +31,15 @@ CHILD = """
 import asyncio, sys
 from gateway.api.release_flow import approve_and_send
 from gateway.relay import SmtpRelay
+from gateway.scan.clamd import ClamdScanner
 from gateway.store.repository import Store
 
-url, token, rid, relay = sys.argv[1:5]
+url, token, rid, relay, clamd = sys.argv[1:6]
 store = Store(url)
 who = store.authenticate(token)
 assert who is not None
-asyncio.run(approve_and_send(store, SmtpRelay(relay, hostname="child", timeout=300), rid, who))
+relay = SmtpRelay(relay, hostname="child", timeout=300)
+asyncio.run(approve_and_send(store, relay, ClamdScanner(clamd, timeout=30), rid, who))
 """
 
 
@@ -68,7 +70,8 @@ async def test_kill9_between_approve_and_relay_answer_delivers_once(
     port = server.sockets[0].getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, store_url, api.tokens["approver"], rid, f"127.0.0.1:{port}"],
+        [sys.executable, "-c", CHILD, store_url, api.tokens["approver"], rid, f"127.0.0.1:{port}",
+         api.gw.scanner.address],
         env=env, cwd=ROOT,
     )  # fmt: skip
     try:

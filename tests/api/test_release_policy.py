@@ -135,7 +135,7 @@ async def test_crash_between_approve_and_relay_answer_delivers_once(
     approver = store.authenticate(api.tokens["approver"])
     assert approver is not None
     hanging = _Hanging()
-    task = asyncio.create_task(approve_and_send(store, hanging, rid, approver))  # type: ignore[arg-type]
+    task = asyncio.create_task(approve_and_send(store, hanging, api.gw.scanner, rid, approver))  # type: ignore[arg-type]
     await hanging.started.wait()
     task.cancel()  # the process dies: no relay answer, no finish
     dead = store.release_request(rid)

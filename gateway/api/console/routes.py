@@ -17,7 +17,7 @@ from starlette.responses import RedirectResponse, Response
 from gateway.api.console import csrf
 from gateway.api.console.preview import Preview, preview
 from gateway.api.console.query import parse
-from gateway.api.console.render import HERE, error_text, page
+from gateway.api.console.render import ERROR_TEXT, HERE, error_text, page
 from gateway.api.console.session import COOKIE, LOGIN_COOKIE, Session, SessionStore
 from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit, token_key
 from gateway.api.deps import GatewayPorts
@@ -415,7 +415,7 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
             ):
                 _acknowledged(form, session)
             outcome = await approve_and_send(
-                gw.store, gw.relay, rid, session.principal, None, reason,
+                gw.store, gw.relay, gw.scanner, rid, session.principal, None, reason,
                 _signature_field(form, session),
             )  # fmt: skip
             row, ok = outcome.request, outcome.ok
@@ -429,7 +429,9 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
     elif ok:
         session.notice("ok", f"承認しました。原本を {len(row.rcpt_tos)} 件の宛先へ配送しました。")
     else:
-        session.notice("error", error_text("relay_failed"))
+        error = str((row.result or {}).get("error", ""))
+        rescan = f"rescan_{error}"
+        session.notice("error", error_text(rescan if rescan in ERROR_TEXT else "relay_failed"))
     return see_other(f"/messages/{row.message}")
 
 

@@ -136,7 +136,14 @@ async def approve(
     body = body or ApproveIn()
     try:
         outcome = await approve_and_send(
-            gw.store, gw.relay, rid, who, body.rcpt_tos, body.reason, body.confirm_signature
+            gw.store,
+            gw.relay,
+            gw.scanner,
+            rid,
+            who,
+            body.rcpt_tos,
+            body.reason,
+            body.confirm_signature,
         )
     except StoreError as exc:
         raise http_error(exc) from exc
