@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.requests import ClientDisconnect
+from uvicorn.server import ServerState
 
 from gateway.api.console.render import SECURITY_HEADERS
 
@@ -132,6 +133,32 @@ class Guard:
             log.info("job=- request body over %d bytes cut path=%r", limit, path[:200])
             if not started:
                 await _answer(send, 413, "body_too_large", extra)
+
+
+class ConnectionCap:
+    """The admin listener's connection cap, answered as every other refusal of ours.
+
+    uvicorn's own ``limit_concurrency`` answers a bare text 503 without the security headers;
+    this is the same count (open connections, running requests; uvicorn's server state, set
+    once the server exists) with our JSON body, headers and a Retry-After.
+    """
+
+    def __init__(self, app: ASGIApp, cap: int) -> None:
+        self.app = app
+        self.cap = cap
+        self.server_state: ServerState | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        state = self.server_state
+        if (
+            scope["type"] == "http"
+            and state is not None
+            and (len(state.connections) > self.cap or len(state.tasks) > self.cap)
+        ):
+            extra = headers_for(str(scope.get("path", ""))) | {"Retry-After": "1"}
+            await _answer(send, 503, "too_many_connections", extra)
+            return
+        await self.app(scope, receive, send)
 
 
 def _disconnect(exc: BaseException) -> bool:

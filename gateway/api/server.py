@@ -12,6 +12,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gateway.api.guard import ConnectionCap
 from gateway.api.main import create_app
 from gateway.settings import Settings, split_hostport
 from gateway.store.retention import purge_loop
@@ -123,19 +124,20 @@ async def start_admin(settings: Settings, gateway: Gateway, *, purge: bool = Tru
     """The API/console listener, and the retention timer (the management side of `serve`)."""
     host, port = split_hostport(settings.admin.listen, 8025)
     admin = settings.admin
+    app = ConnectionCap(create_app(gateway), admin.max_connections)
     config = uvicorn.Config(
-        create_app(gateway),
+        app,
         host=host,
         port=port,
         log_level="warning",
         lifespan="off",
         http=_protocol(settings),
         timeout_keep_alive=max(1, round(admin.keepalive_timeout)),
-        limit_concurrency=admin.max_connections,
         h11_max_incomplete_event_size=64 * 1024,  # request line and headers at most
         server_header=False,
     )
     server = _Server(config)
+    app.server_state = server.server_state
     task = asyncio.create_task(server.serve())
     while not server.started:
         if task.done():

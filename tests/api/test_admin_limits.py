@@ -343,7 +343,7 @@ async def test_50_slow_clients_are_dropped_while_a_normal_request_succeeds(
 
 async def test_error_pages_carry_the_security_headers(tmp_path: Path, smtp_sink: Sink) -> None:
     async for run in _run(_gateway(tmp_path, smtp_sink)):
-        app = run.server.server.config.app  # the FastAPI app uvicorn was given
+        app = run.server.server.config.app.app  # the FastAPI app inside the connection cap
 
         class Broken:
             def get(self, _sid: object) -> None:
@@ -367,7 +367,15 @@ async def test_connection_cap_answers_503_then_recovers(tmp_path: Path, smtp_sin
         try:
             await asyncio.sleep(0.3)  # let the server accept them
             async with httpx.AsyncClient(base_url=run.base, timeout=30) as c:
-                assert (await c.get("/healthz")).status_code == 503
+                for path in ("/healthz", "/messages", "/api/v1/messages"):
+                    r = await c.get(path)
+                    assert r.status_code == 503, path
+                    # Our refusal, not uvicorn's bare text: the same headers as every page.
+                    assert r.json() == {"detail": "too_many_connections"}
+                    assert r.headers["x-content-type-options"] == "nosniff"
+                    assert r.headers["retry-after"] == "1"
+                    if path == "/messages":  # the console; JSON paths get the short set
+                        assert "frame-ancestors 'none'" in r.headers["content-security-policy"]
         finally:
             for sock in idle:
                 sock.close()
