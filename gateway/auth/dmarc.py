@@ -16,6 +16,7 @@ from typing import Final
 from publicsuffixlist import PublicSuffixList
 
 from gateway.auth.dns_stub import DnsUnavailable, TxtLookup
+from gateway.auth.spf_check import checkable
 
 _PSL: Final = PublicSuffixList(only_icann=True)
 _POLICIES = ("none", "quarantine", "reject")
@@ -81,6 +82,8 @@ def evaluate(
     """``dkim_pass_domains``: d= of every DKIM signature that verified."""
     if not from_domain:
         return DmarcResult("none")
+    if not checkable(from_domain):
+        return DmarcResult("permerror")  # no DNS name (bidi, spaces, > 253 octets): no query
     try:
         tags, where = _find(lookup, from_domain)
     except DnsUnavailable:

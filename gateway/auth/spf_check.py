@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextvars
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,17 @@ def _bounded(resolver: dns.resolver.Resolver, deadline: float) -> _Lookup:
     return lookup
 
 
+_HOSTNAME = re.compile(r"(?=.{1,253}$)(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,63}")
+
+
+def checkable(domain: str) -> bool:
+    try:
+        ascii_name = domain.encode("idna").decode("ascii").lower()
+    except (UnicodeError, ValueError):
+        return False
+    return bool(_HOSTNAME.fullmatch(ascii_name.rstrip(".")))
+
+
 def check(
     peer: str,
     mail_from: str,
@@ -124,12 +136,15 @@ def check(
     ``budget`` seconds."""
     sender = mail_from.strip().strip("<>")
     identity = "mailfrom" if "@" in sender else "helo"
-    domain = (sender.rpartition("@")[2] if identity == "mailfrom" else helo).lower()[:253]
+    full = (sender.rpartition("@")[2] if identity == "mailfrom" else helo).lower()
+    domain = full[:253]  # as recorded; the check below sees all of it
     try:
         ipaddress.ip_address(peer)
     except ValueError:
         return SpfResult("none", domain, identity)  # unix socket / unknown peer: no IP to test
-    if not domain or not helo and identity == "helo":
+    if not checkable(full):
+        # RFC 7208 §4.3: a malformed domain (an address literal HELO, over 253 octets, bidi
+        # or other characters no DNS name has) is "none", with no query.
         return SpfResult("none", domain, identity)
     token = _current.set(_bounded(resolver, time.monotonic() + budget))
     try:

@@ -343,3 +343,63 @@ def test_pipeline_delivers_our_verdict_with_the_subject_tag(stub: DnsStub) -> No
     assert "SPF: pass / DMARC: fail (p=reject)（当ゲートウェイで評価）" in body
     assert out.report.auth["dmarc"] == "fail" and out.report.auth["evaluated"] is True
     assert out.report.auth["dmarc_policy"] == "reject"
+
+
+@pytest.mark.parametrize(
+    ("mail_from", "helo"),
+    [
+        ("", "[192.0.2.1]"),  # an address literal HELO
+        ("u@", "mx.example.jp"),
+        ("u@" + "a." * 130 + "jp", "h"),  # over 253 octets
+        ("u@exa\u202emple.jp", "h"),  # bidi in the domain
+        ("u@ex ample.jp", "h"),
+        ("u@.example.jp", "h"),
+    ],
+)
+def test_malformed_identities_are_none_without_a_query(
+    stub: DnsStub, mail_from: str, helo: str
+) -> None:
+    v = run(stub, mail(), mail_from, helo=helo)
+    assert v.spf == "none"
+    assert [q for q in stub.queries if not q.startswith("_dmarc")] == []
+
+
+def test_hostile_macros_and_ptr_do_not_break_the_evaluation(stub: DnsStub) -> None:
+    stub.txt["example.jp"] = b"v=spf1 exists:%{l}.%{i}._spf.example.jp ptr -all"
+    stub.rr[("10.2.0.192.in-addr.arpa", "PTR")] = ["mx.example.jp."]
+    stub.rr[("mx.example.jp", "A")] = [PEER]
+    v = run(stub, mail(), "a" * 64 + "\x01\u202e.x@example.jp")
+    assert v.spf == "pass"  # by ptr; the unusable exists: name was never sent
+    assert not any("\u202e" in q or "\x01" in q for q in stub.queries)
+
+
+def test_ipv4_mapped_peer_and_idn_domain(stub: DnsStub) -> None:
+    stub.txt["mx.example.jp"] = b"v=spf1 ip4:192.0.2.10 -all"
+    assert run(stub, mail(), "", peer="::ffff:192.0.2.10", helo="mx.example.jp").spf == "pass"
+    stub.txt["xn--r8jz45g.jp"] = b"v=spf1 ip4:192.0.2.10 -all"
+    assert run(stub, mail(), "u@例え.jp").spf == "pass"
+
+
+def test_concurrent_evaluations_use_their_own_resolvers(stub: DnsStub) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    other = DnsStub()
+    other.txt["example.jp"] = b"v=spf1 -all"  # a second "world": must not leak into the first
+    try:
+        mine = spf_check.make_resolver([stub.address], 1.0)
+        theirs = spf_check.make_resolver([other.address], 1.0)
+
+        def one(resolver: object) -> str:
+            return spf_check.check(PEER, "y@example.jp", "h", resolver, 2.0).result  # type: ignore[arg-type]
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(one, [mine, theirs] * 10))
+        assert results == ["pass", "fail"] * 10
+    finally:
+        other.close()
+
+
+def test_malformed_from_domain_is_dmarc_permerror_without_a_query(stub: DnsStub) -> None:
+    v = run(stub, mail(from_="Yamada <yamada@exa\u202emple.jp>"), "yamada@example.jp")
+    assert v.dmarc == "permerror"
+    assert not any(q.startswith("_dmarc") for q in stub.queries)
