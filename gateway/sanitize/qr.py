@@ -185,7 +185,7 @@ def _mask_pdf(data: bytes, codes: list[Code], ctx: Context) -> bytes:
                 raise ConversionFailed("QR code check named a page that does not exist")
             by_page.setdefault(code.page - 1, []).append(code)
         spec = [(i, sizes[i][2], sizes[i][3]) for i in sorted(by_page)]
-        if sum(w * h for _, w, h in spec) > ctx.limits.max_pixels * max(len(spec), 1):
+        if any(w * h > ctx.limits.max_pixels for _, w, h in spec):
             raise ConversionFailed("pages to mask exceed the pixel limit")
         raw = _render_pages(data, spec, ctx)
         for index, width, height in spec:

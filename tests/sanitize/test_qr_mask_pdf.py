@@ -168,3 +168,57 @@ def test_a_pdf_that_is_not_one_image_per_page_is_refused() -> None:
     pdf.save(buf)
     with pytest.raises(ConversionFailed):
         qr._mask_pdf(buf.getvalue(), [qr.Code(1, URL, "QRCode", (0, 0, 5, 5))], ctx())
+
+
+def test_a_page_over_the_pixel_limit_is_not_rendered_again() -> None:
+    data = _rebuilt()
+    codes = qr.find_codes(data, "application/pdf", ctx())
+    with pytest.raises(ConversionFailed):
+        qr._mask_pdf(data, codes, ctx(max_pixels=1000))
+
+
+def _odt_with(png: bytes) -> bytes:
+    content = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+ xmlns:draw="urn:oasis:names:tc:opendocument:xmlns:drawing:1.0"
+ xmlns:svg="urn:oasis:names:tc:opendocument:xmlns:svg-compatible:1.0"
+ xmlns:xlink="http://www.w3.org/1999/xlink" office:version="1.3">
+<office:body><office:text><text:p>請求書のご案内</text:p>
+<text:p><draw:frame draw:name="qr" svg:width="6cm" svg:height="6cm" text:anchor-type="paragraph">
+<draw:image xlink:href="Pictures/qr.png" xlink:type="simple" xlink:show="embed"/>
+</draw:frame></text:p></office:text></office:body></office:document-content>"""
+    manifest = """<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0"
+ manifest:version="1.3">
+<manifest:file-entry manifest:full-path="/" manifest:media-type="application/vnd.oasis.opendocument.text"/>
+<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>
+<manifest:file-entry manifest:full-path="Pictures/qr.png" manifest:media-type="image/png"/>
+</manifest:manifest>"""
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("mimetype", "application/vnd.oasis.opendocument.text", zipfile.ZIP_STORED)
+        z.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+        z.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)
+        z.writestr("Pictures/qr.png", png, zipfile.ZIP_STORED)
+    return buf.getvalue()
+
+
+def test_office_document_page_code_masked() -> None:
+    # The Office path ends in the same rebuilt PDF: its pages are masked the same way.
+    code = zxingcpp.create_barcode(URL, zxingcpp.BarcodeFormat.QRCode).to_image(scale=8)
+    odt = _odt_with(encode(Image.fromarray(code).convert("RGB"), "PNG"))  # type: ignore[arg-type]
+    from dataclasses import replace
+
+    from gateway.sanitize.office import OfficePool
+
+    with OfficePool(0) as pool:
+        listed, [plain] = sanitize_part(odt, "案内.odt", "", replace(ctx(), office=pool), "1")
+        assert "qr_listed" in listed.reasons, listed
+        assert [c.text for c in qr.find_codes(plain.data, "application/pdf", ctx())] == [URL]
+        masking = replace(ctx(qr="mask"), office=pool)
+        report, [out] = sanitize_part(odt, "案内.odt", "", masking, "1")
+    assert "qr_masked" in report.reasons and out.content_type == "application/pdf"
+    assert qr.find_codes(out.data, out.content_type, ctx()) == []
