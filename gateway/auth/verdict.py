@@ -95,6 +95,11 @@ def evaluate(
         dm = dmarc.evaluate(from_domain, lookup, passed, spf.result, spf.domain)
         spf_result, dmarc_result, spf_domain, policy = spf.result, dm.result, spf.domain, dm.policy
         identity, evaluated = spf.identity, True
+    # Our own SPF pass for the From's organization counts like an aligned DKIM pass (most
+    # lg.jp domains publish SPF but no DMARC record).
+    spf_aligned = (
+        evaluated and spf_result == "pass" and dmarc.aligned(spf_domain, from_domain, False)
+    )
     mismatch = lookalike.envelope_mismatch(address, envelope_from)
     shown = tuple(lookalike.lookalike_domains(name, address))
     temp = any(s.result is dkim_check.Result.TEMPERROR for s in signatures) or (
@@ -113,7 +118,7 @@ def evaluate(
         reasons.append("spf_fail")
     if reasons:
         overall = Overall.SUSPICIOUS
-    elif aligned_pass or dmarc_result == "pass":
+    elif aligned_pass or dmarc_result == "pass" or spf_aligned:
         overall = Overall.PASS
     elif temp:
         overall = Overall.UNKNOWN

@@ -403,3 +403,13 @@ def test_malformed_from_domain_is_dmarc_permerror_without_a_query(stub: DnsStub)
     v = run(stub, mail(from_="Yamada <yamada@exa\u202emple.jp>"), "yamada@example.jp")
     assert v.dmarc == "permerror"
     assert not any(q.startswith("_dmarc") for q in stub.queries)
+
+
+def test_aligned_spf_pass_without_a_dmarc_record_is_pass(stub: DnsStub) -> None:
+    del stub.txt["_dmarc.example.jp"]
+    stub.txt["mail.example.jp"] = b"v=spf1 ip4:192.0.2.0/24 -all"
+    v = run(stub, mail(), "bounce@mail.example.jp")
+    assert (v.spf, v.dmarc, v.overall) == ("pass", "none", Overall.PASS)
+    # An SPF pass for some other organization says nothing about the From.
+    v = run(stub, mail(), "x@evil.example", peer="198.51.100.7")
+    assert (v.spf, v.dmarc) == ("pass", "none") and v.overall is Overall.SUSPICIOUS
