@@ -413,3 +413,12 @@ def test_aligned_spf_pass_without_a_dmarc_record_is_pass(stub: DnsStub) -> None:
     # An SPF pass for some other organization says nothing about the From.
     v = run(stub, mail(), "x@evil.example", peer="198.51.100.7")
     assert (v.spf, v.dmarc) == ("pass", "none") and v.overall is Overall.SUSPICIOUS
+
+
+def test_silent_dmarc_lookup_is_temperror_within_the_bound(stub: DnsStub) -> None:
+    stub.txt["example.jp"] = b"v=spf1 ?all"
+    stub.silent.add("_dmarc.example.jp")
+    v = run(stub, mail(), "yamada@example.jp", dns_timeout="0.3s")
+    assert (v.spf, v.dmarc, v.overall) == ("neutral", "temperror", Overall.UNKNOWN)
+    assert stub.queries.count("_dmarc.example.jp") <= 2  # bounded retries, no second name
+    assert "_dmarc.example.jp" in stub.queries
