@@ -117,6 +117,10 @@ class ConversionFailed(PartRefused):
     reason = "conversion_failed"
 
 
+class QrMaskIncomplete(PartRefused):  # issue 16: more codes than masking rounds remove
+    reason = "qr_mask_incomplete"
+
+
 class ConversionTimeout(PartRefused):
     reason = "conversion_timeout"
 

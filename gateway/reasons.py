@@ -71,6 +71,7 @@ class Reason(enum.StrEnum):
     MSG_CONVERTED = "msg_converted"
     QR_LISTED = "qr_listed"
     QR_MASKED = "qr_masked"
+    QR_MASK_INCOMPLETE = "qr_mask_incomplete"
     SHEET_HIDDEN = "sheet_hidden"
     SHEET_SCALED_SMALL = "sheet_scaled_small"
     # the converter jail (issue 11)
@@ -140,6 +141,7 @@ LABELS_JA: dict[Reason, str] = {
     Reason.MSG_CONVERTED: "Outlookメッセージ（.msg）をテキストと無害化した添付に変換",
     Reason.QR_LISTED: "画像内のQRコード・バーコードを検出（内容は下記、リンクは無効化して表示）",
     Reason.QR_MASKED: "画像内のQRコード・バーコードを塗りつぶし（内容は下記に表示）",
+    Reason.QR_MASK_INCOMPLETE: "QRコード・バーコードが多すぎて塗りつぶしきれないため削除",
     Reason.SHEET_HIDDEN: "非表示のシートは印刷していません",
     Reason.SHEET_SCALED_SMALL: "横幅に合わせて縮小したため文字が小さいシートがあります",
     Reason.ISOLATION_UNAVAILABLE: "変換用の隔離環境を利用できないため変換せず保留",
@@ -204,6 +206,7 @@ LABELS_EN: dict[Reason, str] = {
     Reason.MSG_CONVERTED: "Outlook message (.msg) converted to text and rebuilt attachments",
     Reason.QR_LISTED: "QR code or barcode found in an image (listed below, links disarmed)",
     Reason.QR_MASKED: "QR code or barcode in an image painted over (listed below)",
+    Reason.QR_MASK_INCOMPLETE: "removed: too many QR codes or barcodes to paint over",
     Reason.SHEET_HIDDEN: "hidden sheets were not printed",
     Reason.SHEET_SCALED_SMALL: "a sheet was scaled to the page width and its text is small",
     Reason.ISOLATION_UNAVAILABLE: "the converter jail is unavailable: not converted, withheld",

@@ -357,6 +357,18 @@ class AuthSettings(_Section):
     # Resolvers for DKIM keys (empty ⇒ the system's); the timeout bounds the whole look-up.
     nameservers: list[str] = []
     dns_timeout: Duration = 2.0
+    # Evaluate SPF (peer IP, HELO, MAIL FROM) and DMARC ourselves. Only where the connecting
+    # address is the real sender (not behind a relay); a trusted upstream header still wins.
+    evaluate: bool = False
+    # The whole SPF evaluation (every look-up of includes/redirects) within this bound.
+    evaluate_timeout: Duration = 5.0
+
+    @field_validator("evaluate_timeout", "dns_timeout")
+    @classmethod
+    def _bounded_wait(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("must be more than 0 and at most 60 seconds")
+        return value
 
     @field_validator("subject_tag")
     @classmethod

@@ -5,7 +5,10 @@ from __future__ import annotations
 import functools
 import logging
 
+import dns.resolver
+
 from gateway.auth.dns_stub import TxtLookup, make_lookup
+from gateway.auth.spf_check import make_resolver
 from gateway.auth.verdict import (
     AuthVerdict,
     Overall,
@@ -26,13 +29,25 @@ def _lookup(nameservers: tuple[str, ...], timeout: float) -> TxtLookup:
     return make_lookup(nameservers, timeout)
 
 
+@functools.lru_cache(maxsize=8)
+def _resolver(nameservers: tuple[str, ...], timeout: float) -> dns.resolver.Resolver:
+    return make_resolver(nameservers, timeout)
+
+
 def check_sender(raw: bytes, meta: JobMeta, settings: Settings) -> AuthVerdict:
     """Never raises: a bug here must not stop the mail, and says "unknown" instead."""
     cfg = settings.auth
     try:
         lookup = _lookup(tuple(cfg.nameservers), cfg.dns_timeout)
         verdict = evaluate(
-            raw, meta.mail_from, cfg, lookup, max_header_bytes=settings.sanitize.max_header_bytes
+            raw,
+            meta.mail_from,
+            cfg,
+            lookup,
+            max_header_bytes=settings.sanitize.max_header_bytes,
+            peer=meta.peer,
+            helo=meta.helo,
+            resolver=_resolver(tuple(cfg.nameservers), cfg.dns_timeout) if cfg.evaluate else None,
         )
     except Exception:  # noqa: BLE001 - see docstring
         log.exception("job=%s sender authentication failed; verdict unknown", meta.id)

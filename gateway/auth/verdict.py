@@ -10,7 +10,9 @@ from email.utils import getaddresses
 from enum import StrEnum
 from typing import Any
 
-from gateway.auth import dkim_check, lookalike
+import dns.resolver
+
+from gateway.auth import dkim_check, dmarc, lookalike, spf_check
 from gateway.auth.dns_stub import TxtLookup
 from gateway.auth.results import Upstream, trusted_results
 from gateway.settings import AuthSettings
@@ -27,9 +29,13 @@ class Overall(StrEnum):
 class AuthVerdict:
     overall: Overall
     dkim: tuple[dkim_check.Signature, ...] = ()
-    spf: str = ""  # from the trusted upstream header only
+    spf: str = ""  # from the trusted upstream header, or our own (``evaluated``)
     dmarc: str = ""
-    upstream: str = ""  # the authserv-id it came from
+    upstream: str = ""  # the authserv-id it came from ("" when our own or none)
+    evaluated: bool = False  # spf/dmarc evaluated by us ([auth] evaluate)
+    spf_domain: str = ""  # the identity SPF checked (ours only)
+    spf_identity: str = ""  # mailfrom | helo (ours only)
+    dmarc_policy: str = ""  # none | quarantine | reject (ours only)
     from_domain: str = ""
     envelope_mismatch: bool = False
     lookalike: tuple[str, ...] = ()
@@ -60,6 +66,9 @@ def evaluate(
     lookup: TxtLookup,
     *,
     max_header_bytes: int = 262_144,
+    peer: str = "",
+    helo: str = "",
+    resolver: dns.resolver.Resolver | None = None,
 ) -> AuthVerdict:
     head = _header_block(raw, max_header_bytes)
     from_values = _header_values(head, "from")
@@ -75,23 +84,41 @@ def evaluate(
         s.result is dkim_check.Result.PASS and lookalike.related(s.domain, from_domain)
         for s in signatures
     )
+    spf_result, dmarc_result = upstream.spf, upstream.dmarc
+    spf_domain = policy = identity = ""
+    evaluated = False
+    # A trusted upstream header wins whole: that hop saw the real connecting address, ours
+    # would be the relay's. Our own evaluation only without one.
+    if settings.evaluate and resolver is not None and not upstream.authserv_id:
+        spf = spf_check.check(peer, envelope_from, helo, resolver, settings.evaluate_timeout)
+        passed = [s.domain for s in signatures if s.result is dkim_check.Result.PASS]
+        dm = dmarc.evaluate(from_domain, lookup, passed, spf.result, spf.domain)
+        spf_result, dmarc_result, spf_domain, policy = spf.result, dm.result, spf.domain, dm.policy
+        identity, evaluated = spf.identity, True
+    # Our own SPF pass for the From's organization counts like an aligned DKIM pass (most
+    # lg.jp domains publish SPF but no DMARC record).
+    spf_aligned = (
+        evaluated and spf_result == "pass" and dmarc.aligned(spf_domain, from_domain, False)
+    )
     mismatch = lookalike.envelope_mismatch(address, envelope_from)
     shown = tuple(lookalike.lookalike_domains(name, address))
-    temp = any(s.result is dkim_check.Result.TEMPERROR for s in signatures)
-    if upstream.dmarc == "fail":
+    temp = any(s.result is dkim_check.Result.TEMPERROR for s in signatures) or (
+        "temperror" in (spf_result, dmarc_result)
+    )
+    if dmarc_result == "fail":
         reasons.append("dmarc_fail")
     if shown:
         reasons.append("display_name_lookalike")
-    if mismatch and not aligned_pass and upstream.dmarc != "pass":
+    if mismatch and not aligned_pass and dmarc_result != "pass":
         reasons.append("envelope_mismatch")
     if any(s.result is dkim_check.Result.FAIL and lookalike.related(s.domain, from_domain)
            for s in signatures) and not aligned_pass:  # fmt: skip
         reasons.append("dkim_fail")
-    if upstream.spf == "fail" and not aligned_pass and upstream.dmarc != "pass":
+    if spf_result == "fail" and not aligned_pass and dmarc_result != "pass":
         reasons.append("spf_fail")
     if reasons:
         overall = Overall.SUSPICIOUS
-    elif aligned_pass or upstream.dmarc == "pass":
+    elif aligned_pass or dmarc_result == "pass" or spf_aligned:
         overall = Overall.PASS
     elif temp:
         overall = Overall.UNKNOWN
@@ -100,9 +127,13 @@ def evaluate(
     return AuthVerdict(
         overall=overall,
         dkim=signatures,
-        spf=upstream.spf,
-        dmarc=upstream.dmarc,
+        spf=spf_result,
+        dmarc=dmarc_result,
         upstream=upstream.authserv_id,
+        evaluated=evaluated,
+        spf_domain=spf_domain,
+        spf_identity=identity,
+        dmarc_policy=policy,
         from_domain=from_domain,
         envelope_mismatch=mismatch,
         lookalike=shown,
@@ -162,9 +193,30 @@ def notice_lines(v: AuthVerdict) -> list[str]:
     ja += [f"  ・{_JA[r]}" for r in v.reasons]
     if v.lookalike:
         ja.append("  ・表示名のドメイン: " + ", ".join(_defang(d) for d in v.lookalike))
+    if v.spf or v.dmarc:
+        who_ja = "当ゲートウェイで評価" if v.evaluated else f"{_defang(v.upstream)} の判定"
+        ja.append(f"  ・SPF: {_word(v.spf)} / DMARC: {_word(v.dmarc)}"
+                  f"{_policy(v)}（{who_ja}）")  # fmt: skip
     en = [f"Sender authentication: {_OVERALL_EN[v.overall]}"]
     en += [f"  - {_EN[r]}" for r in v.reasons]
+    if v.spf or v.dmarc:
+        who_en = "evaluated by this gateway" if v.evaluated else f"as {_defang(v.upstream)} saw it"
+        en.append(f"  - SPF: {_word(v.spf)} / DMARC: {_word(v.dmarc)}{_policy(v)} ({who_en})")
     return ja + en
+
+
+_WORDS = frozenset(
+    {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"}
+)
+
+
+def _word(value: str) -> str:
+    """Upstream results are any letters; the notice shows only the RFC 8601 words."""
+    return value if value in _WORDS else ("none" if not value else "unknown")
+
+
+def _policy(v: AuthVerdict) -> str:
+    return f" (p={v.dmarc_policy})" if v.dmarc_policy else ""
 
 
 def _defang(domain: str) -> str:
@@ -193,9 +245,15 @@ def authentication_results(hostname: str, v: AuthVerdict) -> str:
                          f" header.s={tok(s.selector) or 'unknown'}")  # fmt: skip
     else:
         parts.append("dkim=none")
-    if v.spf:
+    if v.evaluated:  # our own: RFC 8601 properties, no "(from ...)" comment
+        ident = "smtp.helo" if v.spf_identity == "helo" else "smtp.mailfrom"
+        parts.append(f"spf={tok(v.spf) or 'none'} {ident}={tok(v.spf_domain) or 'unknown'}")
+        policy = f" (p={tok(v.dmarc_policy)})" if v.dmarc_policy else ""
+        parts.append(f"dmarc={tok(v.dmarc) or 'none'}{policy}"
+                     f" header.from={tok(v.from_domain) or 'unknown'}")  # fmt: skip
+    if v.spf and not v.evaluated:
         parts.append(f"spf={tok(v.spf)} (from {tok(v.upstream)})")
-    if v.dmarc:
+    if v.dmarc and not v.evaluated:
         parts.append(f"dmarc={tok(v.dmarc)} (from {tok(v.upstream)})"
                      f" header.from={tok(v.from_domain) or 'unknown'}")  # fmt: skip
     parts.append(f"x-mugai-verdict={v.overall.value}")

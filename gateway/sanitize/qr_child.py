@@ -5,6 +5,12 @@ the image decoders see pixels that came from the sender. stdin: the file; argv: 
 ("png" | "jpeg" | "pdf"), max_pages, dpi, max_codes. stdout: one JSON object per line,
 ``{"page": n, "text": ..., "format": ..., "box": [x0, y0, x1, y1]}`` with the box in
 pixels of the image (for PDFs: of the page rendered at ``dpi``).
+
+Second mode, ``pages SPEC`` (for ``qr = "mask"`` on rebuilt PDFs): SPEC is JSON
+``[[page_index, width, height], ...]``; each listed page of the PDF on stdin is rendered to
+exactly width x height RGB pixels and written as one JSON header line
+``{"page": i, "width": w, "height": h}`` followed by w*h*3 raw bytes. The trusted side paints
+the masks itself and encodes the page: nothing decoded here is trusted.
 """
 
 from __future__ import annotations
@@ -39,7 +45,34 @@ def _pages(data: bytes, kind: str, max_pages: int, dpi: int) -> Iterator[Image.I
         pdf.close()
 
 
+def pages(spec: list[list[int]]) -> int:
+    import pypdfium2 as pdfium
+
+    pdf = pdfium.PdfDocument(sys.stdin.buffer.read())
+    out = sys.stdout.buffer
+    try:
+        for index, width, height in spec:
+            page = pdf[index]
+            try:
+                scale = width / max(page.get_width(), 1.0)
+                image = page.render(scale=scale).to_pil().convert("RGB")
+            finally:
+                page.close()
+            if image.size != (width, height):
+                image = image.resize((width, height))
+            head = {"page": index, "width": width, "height": height}
+            out.write(json.dumps(head).encode() + b"\n")
+            out.write(image.tobytes())
+    finally:
+        pdf.close()
+    out.flush()
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if argv[0] == "pages":
+        Image.MAX_IMAGE_PIXELS = 60_000_000
+        return pages(json.loads(argv[1]))
     import zxingcpp
 
     kind, max_pages, dpi, max_codes = argv[0], int(argv[1]), int(argv[2]), int(argv[3])

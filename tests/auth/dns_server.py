@@ -9,13 +9,17 @@ import threading
 import dns.flags
 import dns.message
 import dns.rcode
+import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 
 class DnsStub:
     def __init__(self) -> None:
         self.txt: dict[str, bytes] = {}
+        self.txt_many: dict[str, list[bytes]] = {}  # several TXT records on one name
+        self.rr: dict[tuple[str, str], list[str]] = {}  # (name, "A"|"AAAA"|"MX"|…): rdata text
         self.silent: set[str] = set()  # names never answered (timeouts)
         self.servfail: set[str] = set()
         self.queries: list[str] = []
@@ -34,7 +38,7 @@ class DnsStub:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                data, peer = self.sock.recvfrom(4096)
+                data, peer = self.sock.recvfrom(65535)
             except (TimeoutError, OSError):
                 continue
             try:
@@ -50,12 +54,23 @@ class DnsStub:
             reply.flags |= dns.flags.AA
             if name in self.servfail:
                 reply.set_rcode(dns.rcode.SERVFAIL)
-            elif q.rdtype == dns.rdatatype.TXT and name in self.txt:
-                value = self.txt[name]
-                chunks = " ".join(
-                    '"' + value[i : i + 255].decode() + '"' for i in range(0, len(value), 255)
-                )
-                reply.answer.append(dns.rrset.from_text(q.name, 60, "IN", "TXT", chunks))
+            elif q.rdtype == dns.rdatatype.TXT and (name in self.txt or name in self.txt_many):
+                values = self.txt_many.get(name) or [self.txt[name]]
+                rdatas = [  # built from bytes: hostile records need not be text
+                    dns.rdtypes.ANY.TXT.TXT(
+                        dns.rdataclass.IN,
+                        dns.rdatatype.TXT,
+                        [v[i : i + 255] for i in range(0, len(v), 255)] or [b""],
+                    )
+                    for v in values
+                ]
+                reply.answer.append(dns.rrset.from_rdata_list(q.name, 60, rdatas))
+            elif (name, dns.rdatatype.to_text(q.rdtype)) in self.rr:
+                texts = self.rr[(name, dns.rdatatype.to_text(q.rdtype))]
+                rdtype = dns.rdatatype.to_text(q.rdtype)
+                reply.answer.append(dns.rrset.from_text_list(q.name, 60, "IN", rdtype, texts))
+            elif any(n == name for n, _ in self.rr) or name in self.txt:
+                pass  # the name exists, without this type: NOERROR, no answer
             else:
                 reply.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(reply.to_wire(), peer)

@@ -10,6 +10,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
+from gateway.api.console.findings import AUTH_REASON_LABELS, OVERALL_LABELS
 from gateway.api.console.query import JST
 from gateway.api.display import real_extension, visible
 from gateway.reasons import all_reasons, label_ja
@@ -106,6 +107,7 @@ ERROR_TEXT = {
     "exception_ack_required": "例外措置であることの確認にチェックしてください。",
     "no_sanitized_copy": "無害化済みのデータがありません。",
     "not_released": "このメールには再解放を許可できる解放がありません。",
+    "bad_month": "月は 2026-11 の形式で指定してください。",
 }
 
 
@@ -154,6 +156,8 @@ def _env() -> Environment:
         REQUEST_LABELS=REQUEST_LABELS,
         ROLE_LABELS=ROLE_LABELS,
         CATEGORY_LABELS=CATEGORY_LABELS,
+        AUTH_OVERALL=OVERALL_LABELS,  # issue 16
+        AUTH_REASONS=AUTH_REASON_LABELS,
         error_text=error_text,
         reason_ja=label_ja,
         all_reasons=all_reasons,

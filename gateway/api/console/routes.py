@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
 from gateway.api.console import csrf
+from gateway.api.console.findings import auth_view, qr_rows
 from gateway.api.console.preview import Preview, preview
 from gateway.api.console.query import parse
 from gateway.api.console.render import ERROR_TEXT, HERE, error_text, page
@@ -23,6 +24,8 @@ from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit,
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
+from gateway.report_monthly import ENCODINGS, collect, parse_month
+from gateway.report_monthly import render as render_csv
 from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound, StoreError
 from gateway.store.releases import ExceptionCategory, same_person, signature_of
 from gateway.store.repository import Store
@@ -33,6 +36,7 @@ router = APIRouter(include_in_schema=False)
 
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _SEQ = re.compile(r"^[0-9]{1,18}$")
+_MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 MAX_REASON = 2000
 MAX_TOKEN_FIELD = 256
 AUDIT_PAGE = 100
@@ -316,6 +320,8 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
             for r in requests
         ),
         reopenable=any(r.status == "released" and r.reopened_at is None for r in requests),
+        auth=auth_view(row.scan),  # issue 16
+        qr=qr_rows(row.parts),
     )
     return page("detail.html", ctx)
 
@@ -462,6 +468,53 @@ async def audit_log(request: Request) -> Response:
     next_before = rows[-1].seq if len(rows) == AUDIT_PAGE else 0
     ctx = context(request, session, rows=rows, target=target, next_before=next_before)
     return page("audit.html", ctx)
+
+
+# -- monthly report (issue 16) ----------------------------------------------------------
+@router.get("/reports")
+async def reports(request: Request) -> Response:
+    session = await current(request, "audit")
+    return page("reports.html", context(request, session, month=_last_month(request)))
+
+
+@router.post("/reports/monthly")
+async def monthly_report(request: Request) -> Response:
+    """The same CSV as ``mugai report`` and ``GET /api/v1/reports/monthly``, audited the same."""
+    session, form = await posted(request, "audit")
+    cfg = ports(request).settings.report
+    encoding = form.get("encoding", "utf-8-sig")
+    if encoding not in ENCODINGS:
+        raise ConsoleError(422, "bad_form", session)
+    month = form.get("month", "")
+    try:
+        if not _MONTH.fullmatch(month):
+            raise ValueError(month)
+        period = parse_month(month, cfg.timezone)
+    except ValueError as exc:
+        raise ConsoleError(422, "bad_month", session) from exc
+    actor = session.principal.actor
+    store = ports(request).store
+
+    def build() -> bytes:
+        store.audit(actor, "report.monthly", period.label, {"encoding": encoding})
+        return render_csv(collect(store, period, cfg.top_senders), encoding)
+
+    data = await asyncio.to_thread(build)
+    charset = "utf-8" if encoding == "utf-8-sig" else "shift_jis"
+    headers = {
+        "Content-Disposition": content_disposition(f"mugai-{period.label}.csv"),
+        **_DOWNLOAD_HEADERS,
+    }
+    return Response(data, media_type=f"text/csv; charset={charset}", headers=headers)
+
+
+def _last_month(request: Request) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    now = datetime.now(ZoneInfo(ports(request).settings.report.timezone))
+    year, month = (now.year, now.month - 1) if now.month > 1 else (now.year - 1, 12)
+    return f"{year:04d}-{month:02d}"
 
 
 # -- static -------------------------------------------------------------------------------
