@@ -8,7 +8,6 @@ import re
 import time
 import unicodedata
 from collections.abc import Iterable
-from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 
@@ -91,12 +90,11 @@ def build_message(
             _set_address_header(msg, header, addresses[key])
     subject = _one_line(headers.get("subject", ""), 1000)
     if subject:
-        if "=?" in subject:
-            # Decoded text that merely looks like an encoded-word would be decoded again by
-            # the header parser (and can break its folding): encode it ourselves, opaque.
-            msg["Subject"] = Header(subject, "utf-8").encode(maxlinelen=76).replace("\n", "")
-        else:
-            msg["Subject"] = subject
+        # Decoded text that looks like an encoded-word is decoded once more by the reader's
+        # client: encoding it ourselves does not help (the header registry decodes what it is
+        # given and refolds it raw), so a double-encoded Subject showed text the disarmer never
+        # saw, e.g. a live link. A space keeps it readable and inert (as for display names).
+        msg["Subject"] = subject.replace("=?", "= ?")
     date = headers.get("date", "")
     try:
         parsed = email.utils.parsedate_to_datetime(_one_line(date)) if date else None
