@@ -148,6 +148,11 @@ class ConnectionCap:
         self.cap = cap
         self.server_state: ServerState | None = None
 
+    @property
+    def state(self) -> Any:
+        """The wrapped app's state (``config.app.state`` keeps reaching the FastAPI app)."""
+        return getattr(self.app, "state", None)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         state = self.server_state
         if (
