@@ -40,12 +40,6 @@ class Scanner(Protocol):
     async def scan(self, data: bytes) -> ScanResult: ...
 
 
-class _Withheld(Exception):
-    def __init__(self, result: dict[str, Any]) -> None:
-        super().__init__(result["error"])
-        self.result = result
-
-
 @dataclass(frozen=True)
 class ReleaseOutcome:
     request: ReleaseRequestRow  # re-read after finishing: status released or failed
@@ -98,24 +92,23 @@ async def approve_and_send(
     attempt = req.attempt
     data = released_copy(original, who.name)
     result: dict[str, Any]
-    refusal = None
-    if req.kind == ReleaseKind.ORIGINAL:
-        refusal = await rescan_refusal(
-            scanner, original, confirm_signature, store.policy.allow_infected
-        )
     try:
+        refusal = None
+        if req.kind == ReleaseKind.ORIGINAL:
+            refusal = await rescan_refusal(
+                scanner, original, confirm_signature, store.policy.allow_infected
+            )
         if refusal is not None:
             log.warning("job=%s release request=%s withheld: %s", msg.id, rid, refusal["error"])
-            raise _Withheld(refusal)
-        sent = await relay.send(msg.mail_from, tuple(req.rcpt_tos), data)
-        result = {
-            "accepted": list(sent.accepted),
-            "rejected": dict(sent.rejected),
-            "deferred": dict(sent.deferred),
-        }
-        ok = bool(sent.accepted)
-    except _Withheld as withheld:
-        result, ok = withheld.result, False
+            result, ok = refusal, False
+        else:
+            sent = await relay.send(msg.mail_from, tuple(req.rcpt_tos), data)
+            result = {
+                "accepted": list(sent.accepted),
+                "rejected": dict(sent.rejected),
+                "deferred": dict(sent.deferred),
+            }
+            ok = bool(sent.accepted)
     except MugaiError as exc:
         result, ok = {"error": exc.reason, "detail": exc.detail[:500]}, False
     except Exception as exc:  # noqa: BLE001 - recorded as a failed release, never a 500
