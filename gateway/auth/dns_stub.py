@@ -22,9 +22,9 @@ class DnsUnavailable(Exception):
     """The look-up did not finish (timeout, SERVFAIL, no server): the answer is unknown."""
 
 
-def make_lookup(nameservers: Sequence[str], timeout: float) -> TxtLookup:
+def make_resolver(nameservers: Sequence[str], timeout: float) -> dns.resolver.Resolver:
     """``nameservers``: "192.0.2.53" or "127.0.0.1:5353" ([::1]:53 for IPv6); empty ⇒ the
-    system's resolv.conf."""
+    system's resolv.conf. No cache of its own: callers decide what to keep."""
     from gateway.settings import split_hostport
 
     resolver = dns.resolver.Resolver(configure=not nameservers)
@@ -34,6 +34,13 @@ def make_lookup(nameservers: Sequence[str], timeout: float) -> TxtLookup:
         resolver.nameserver_ports = {host: port for host, port in pairs}
     resolver.timeout = timeout
     resolver.lifetime = timeout  # the whole look-up, every retry included
+    resolver.cache = None
+    return resolver
+
+
+def make_lookup(nameservers: Sequence[str], timeout: float) -> TxtLookup:
+    """TXT look-ups through ``make_resolver``, answers and failures cached briefly."""
+    resolver = make_resolver(nameservers, timeout)
 
     cache: dict[str, tuple[float, bytes | None, bool]] = {}
     lock = threading.Lock()

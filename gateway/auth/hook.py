@@ -7,8 +7,7 @@ import logging
 
 import dns.resolver
 
-from gateway.auth.dns_stub import TxtLookup, make_lookup
-from gateway.auth.spf_check import make_resolver
+from gateway.auth.dns_stub import TxtLookup, make_lookup, make_resolver
 from gateway.auth.verdict import (
     AuthVerdict,
     Overall,

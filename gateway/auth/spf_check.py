@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,20 +58,6 @@ class SpfResult:
     result: str  # one of RESULTS
     domain: str  # the identity checked: MAIL FROM's domain, or HELO for a null sender
     identity: str  # "mailfrom" | "helo"
-
-
-def make_resolver(nameservers: Sequence[str], timeout: float) -> dns.resolver.Resolver:
-    from gateway.settings import split_hostport
-
-    resolver = dns.resolver.Resolver(configure=not nameservers)
-    if nameservers:
-        pairs = [split_hostport(n, 53) for n in nameservers]
-        resolver.nameservers = [host for host, _ in pairs]
-        resolver.nameserver_ports = {host: port for host, port in pairs}
-    resolver.timeout = timeout
-    resolver.lifetime = timeout
-    resolver.cache = None
-    return resolver
 
 
 def _bounded(resolver: dns.resolver.Resolver, deadline: float) -> _Lookup:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway.auth import dmarc, spf_check
+from gateway.auth import dmarc, dns_stub, spf_check
 from gateway.auth.dns_stub import make_lookup
 from gateway.auth.verdict import (
     AuthVerdict,
@@ -62,7 +62,7 @@ def run(
         make_lookup([stub.address], settings.dns_timeout),
         peer=peer,
         helo=helo,
-        resolver=spf_check.make_resolver([stub.address], settings.dns_timeout)
+        resolver=dns_stub.make_resolver([stub.address], settings.dns_timeout)
         if settings.evaluate
         else None,
     )
@@ -386,8 +386,8 @@ def test_concurrent_evaluations_use_their_own_resolvers(stub: DnsStub) -> None:
     other = DnsStub()
     other.txt["example.jp"] = b"v=spf1 -all"  # a second "world": must not leak into the first
     try:
-        mine = spf_check.make_resolver([stub.address], 1.0)
-        theirs = spf_check.make_resolver([other.address], 1.0)
+        mine = dns_stub.make_resolver([stub.address], 1.0)
+        theirs = dns_stub.make_resolver([other.address], 1.0)
 
         def one(resolver: object) -> str:
             return spf_check.check(PEER, "y@example.jp", "h", resolver, 2.0).result  # type: ignore[arg-type]
