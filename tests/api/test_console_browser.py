@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -86,7 +86,21 @@ def wait_for(driver: WebDriver, check: Callable[[WebDriver], Any]) -> Any:
 
 
 def text_of(driver: WebDriver) -> str:
-    return str(driver.find_element(By.TAG_NAME, "body").text)
+    # A form post replaces the document: the body found a moment ago may be gone when its
+    # text is read. Chromium then says either "stale element" or, from the inspector, "Node
+    # with given id does not belong to the document" (a plain WebDriverException); both mean
+    # "read the new page", so read again within the wait budget.
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            return str(driver.find_element(By.TAG_NAME, "body").text)
+        except WebDriverException as exc:
+            stale = isinstance(exc, StaleElementReferenceException) or (
+                "does not belong to the document" in str(exc.msg)
+            )
+            if not stale or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def sign_in(driver: WebDriver, base: str, token: str) -> None:
