@@ -73,7 +73,9 @@ def verify(raw: bytes, lookup: TxtLookup) -> list[Signature]:
 def _dnsfunc(lookup: TxtLookup, unavailable: list[bool]) -> Callable[..., bytes | None]:
     def dnsfunc(name: bytes | str, timeout: int = 5) -> bytes | None:
         try:
-            return lookup(name.decode() if isinstance(name, bytes) else name)
+            # Several key records on one selector: the first, as dkimpy itself would take.
+            records = lookup(name.decode() if isinstance(name, bytes) else name)
+            return records[0] if records else None
         except DnsUnavailable:
             unavailable.append(True)  # told apart from "no key": unknown, not a failure
             return None

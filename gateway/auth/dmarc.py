@@ -62,13 +62,28 @@ def parse(record: bytes) -> dict[str, str] | None:
     return tags
 
 
+class _Several(Exception):
+    """More than one v=DMARC1 record at a name: policy discovery ends (RFC 7489 §6.6.3)."""
+
+
+def _one(lookup: TxtLookup, name: str) -> dict[str, str] | None:
+    records = [tags for tags in map(parse, lookup(name)) if tags is not None]
+    if len(records) > 1:
+        raise _Several(name)
+    return records[0] if records else None
+
+
 def _find(lookup: TxtLookup, domain: str) -> tuple[dict[str, str] | None, str]:
+    """The record for ``domain``: at the name itself, else at its organizational domain
+    (§6.6.3 steps 1–3). Two records at the first name end the search there: an attacker
+    who can add a TXT record must not be able to pick which of two policies applies."""
     for candidate in dict.fromkeys((domain, organizational(domain))):
-        value = lookup(f"_dmarc.{candidate}")
-        if value is not None:
-            tags = parse(value)
-            if tags is not None:
-                return tags, candidate
+        try:
+            tags = _one(lookup, f"_dmarc.{candidate}")
+        except _Several:
+            return None, candidate
+        if tags is not None:
+            return tags, candidate
     return None, ""
 
 

@@ -13,8 +13,12 @@ import dns.resolver
 
 log = logging.getLogger(__name__)
 
-TxtLookup = Callable[[str], bytes | None]
+# Every TXT record on a name (each one's strings joined), in answer order; () when the
+# name has none. DMARC must see them all: two v=DMARC1 records mean "no policy" (RFC 7489
+# §6.6.3), and an unrelated TXT first must not hide the real one.
+TxtLookup = Callable[[str], tuple[bytes, ...]]
 _MAX_TXT = 16 * 1024  # a DKIM key record is < 1 KiB; anything huge is refused
+_MAX_RECORDS = 16  # more TXT records on one name than this is refused, not parsed
 _TTL, _FAIL_TTL, _CACHE_MAX = 300.0, 60.0, 1024
 
 
@@ -42,10 +46,10 @@ def make_lookup(nameservers: Sequence[str], timeout: float) -> TxtLookup:
     """TXT look-ups through ``make_resolver``, answers and failures cached briefly."""
     resolver = make_resolver(nameservers, timeout)
 
-    cache: dict[str, tuple[float, bytes | None, bool]] = {}
+    cache: dict[str, tuple[float, tuple[bytes, ...], bool]] = {}
     lock = threading.Lock()
 
-    def lookup(name: str) -> bytes | None:
+    def lookup(name: str) -> tuple[bytes, ...]:
         # A burst of mail from one signer asks for one key: cache answers (and, shorter,
         # failures, so a dead resolver costs one timeout a minute, not one per message).
         key = name.lower()
@@ -59,31 +63,31 @@ def make_lookup(nameservers: Sequence[str], timeout: float) -> TxtLookup:
         try:
             value = _resolve(name)
         except DnsUnavailable:
-            _remember(key, now + _FAIL_TTL, None, True)
+            _remember(key, now + _FAIL_TTL, (), True)
             raise
         _remember(key, now + _TTL, value, False)
         return value
 
-    def _remember(key: str, until: float, value: bytes | None, failed: bool) -> None:
+    def _remember(key: str, until: float, value: tuple[bytes, ...], failed: bool) -> None:
         with lock:
             if len(cache) >= _CACHE_MAX:
                 cache.clear()
             cache[key] = (until, value, failed)
 
-    def _resolve(name: str) -> bytes | None:
+    def _resolve(name: str) -> tuple[bytes, ...]:
         try:
             answer = resolver.resolve(name.rstrip(".") + ".", "TXT", raise_on_no_answer=False)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None  # the key does not exist: a real, permanent answer
+            return ()  # the name does not exist: a real, permanent answer
         except (dns.exception.DNSException, OSError) as exc:
             raise DnsUnavailable(type(exc).__name__) from exc
         if answer.rrset is None:
-            return None
-        for rdata in answer.rrset:
-            value = b"".join(rdata.strings)
-            if len(value) > _MAX_TXT:
-                raise DnsUnavailable("TXT record too large")
-            return value
-        return None
+            return ()
+        if len(answer.rrset) > _MAX_RECORDS:
+            raise DnsUnavailable("too many TXT records")
+        values = tuple(b"".join(rdata.strings) for rdata in answer.rrset)
+        if sum(len(v) for v in values) > _MAX_TXT:
+            raise DnsUnavailable("TXT records too large")
+        return values
 
     return lookup

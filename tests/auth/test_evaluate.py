@@ -226,6 +226,49 @@ def test_non_dmarc_record_is_none(stub: DnsStub, record: bytes) -> None:
     assert v.dmarc == "none"
 
 
+def test_two_dmarc_records_mean_no_policy(stub: DnsStub) -> None:
+    # RFC 7489 §6.6.3: several v=DMARC1 records end discovery; whoever can add one TXT
+    # record must not pick the weaker of two policies (nor the stricter one for a victim).
+    raw = mail(from_="総務課 <soumu@town.example.lg.jp>")
+    stub.txt_many["_dmarc.town.example.lg.jp"] = [
+        b"v=DMARC1; p=none",
+        b"v=DMARC1; p=reject",
+    ]
+    stub.txt["_dmarc.example.lg.jp"] = b"v=DMARC1; p=reject"
+    v = run(stub, raw, "x@evil.example", peer="198.51.100.7")
+    assert v.dmarc == "none"
+    assert "_dmarc.example.lg.jp" not in stub.queries  # discovery ended at the first name
+
+
+def test_unrelated_txt_first_does_not_hide_the_dmarc_record(stub: DnsStub) -> None:
+    stub.txt_many["_dmarc.example.jp"] = [
+        b"google-site-verification=abc",
+        b"v=spf1 -all",
+        b"v=DMARC1; p=reject",
+    ]
+    v = run(stub, mail(), "x@evil.example", peer="198.51.100.7")
+    assert (v.dmarc, v.dmarc_policy) == ("fail", "reject")
+
+
+def test_too_many_or_too_large_txt_records_are_temperror(stub: DnsStub) -> None:
+    stub.txt_many["_dmarc.example.jp"] = [b"v=DMARC1; p=reject"] + [
+        b"filler-%d" % i for i in range(20)
+    ]
+    v = run(stub, mail(), "x@evil.example", peer="198.51.100.7")
+    assert v.dmarc == "temperror"
+    # Sixteen records are read (an rrset holds distinct values only) ...
+    stub.txt_many["_dmarc.example.jp"] = [b"v=DMARC1; p=reject"] + [
+        b"%d" % i + b"y" * 200 for i in range(15)
+    ]
+    assert len(make_lookup([stub.address], 1.0)("_dmarc.example.jp")) == 16
+    # ... but not 16 KiB of them.
+    stub.txt_many["_dmarc.example.jp"] = [b"v=DMARC1; p=reject"] + [
+        b"%d" % i + b"w" * 1200 for i in range(15)
+    ]
+    with pytest.raises(dns_stub.DnsUnavailable):
+        make_lookup([stub.address], 1.0)("_dmarc.example.jp")
+
+
 def test_invalid_policy_with_rua_is_p_none(stub: DnsStub) -> None:
     stub.txt["_dmarc.example.jp"] = b"v=DMARC1; p=maybe; rua=mailto:r@example.jp"
     v = run(stub, mail(), "x@evil.example", peer="198.51.100.7")
