@@ -1,4 +1,10 @@
-"""Composition root: settings → adapters → SMTP listener, workers and admin API in one loop."""
+"""The composition root: settings → adapters (store, spool, clamd, relay, office, sanitizer
+registry, timers) → the SMTP listener, workers, watcher and admin API, in one loop.
+
+Nothing else builds an adapter: the API is handed this object through its ports protocol
+(``gateway.api.deps.GatewayPorts``) and never imports this module; tests inject an office
+converter or a sanitizer registry through the constructor instead of patching globals.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +14,9 @@ import fcntl
 import logging
 import os
 import signal
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 from gateway.ingress.smtp import start_smtp
 from gateway.ingress.watch import FolderWatcher
@@ -18,13 +24,15 @@ from gateway.loopmark import load_key
 from gateway.pipeline import Pipeline
 from gateway.relay import MaildirRelay, Relay, SmtpRelay
 from gateway.sanitize import sandbox
-from gateway.sanitize.base import OfficeConverter
+from gateway.sanitize.base import OfficeConverter, Sanitizer
 from gateway.sanitize.jail import isolation_status
+from gateway.sanitize.registry import REGISTRY
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import Spool
 from gateway.store.releases import Policy
 from gateway.store.repository import Store, database_url
+from gateway.store.retention import purge_loop
 from gateway.syslog import SyslogForwarder  # issue 16
 from gateway.worker import Worker, readiness
 
@@ -75,7 +83,13 @@ def make_office(settings: Settings) -> OfficeConverter:
 class Gateway:
     """Everything `mugai serve` runs; tests start it with port 0 listeners."""
 
-    def __init__(self, settings: Settings, *, office: OfficeConverter | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        office: OfficeConverter | None = None,
+        registry: Mapping[str, Sanitizer] = REGISTRY,
+    ) -> None:
         self.settings = settings
         self.spool = Spool(settings.spool_dir)
         self.store = make_store(settings)
@@ -89,7 +103,7 @@ class Gateway:
         self._own_office = office is None
         self.office = office
         self.wakeup = asyncio.Event()
-        self.pipeline = Pipeline(settings, self.scanner, office)
+        self.pipeline = Pipeline(settings, self.scanner, office, registry=registry)
         self.pipeline.loop_key = load_key(settings)
         self.worker = Worker(
             settings, self.spool, self.store, self.pipeline, self.relay, self.wakeup
@@ -100,6 +114,7 @@ class Gateway:
         self._watch_task: asyncio.Task[None] | None = None
         self.syslog: SyslogForwarder | None = None  # issue 16
         self._syslog_task: asyncio.Task[None] | None = None  # issue 16
+        self._retention_task: asyncio.Task[None] | None = None
 
     async def worker_problems(self) -> dict[str, str]:
         """For /readyz: which of workers / progress / store writes / spool is failing."""
@@ -116,7 +131,8 @@ class Gateway:
         sock = self.smtp_server.sockets[0].getsockname()
         return str(sock[0]), int(sock[1])
 
-    async def start(self) -> None:
+    async def start(self, *, timers: bool = True) -> None:
+        """``timers=False``: no retention purge (tests that count records over a short run)."""
         # Spool writes, database calls and clamd I/O go through the loop's default executor;
         # size it for bursts rather than asyncio's cores+4 (sanitizing has its own pool).
         asyncio.get_running_loop().set_default_executor(
@@ -141,8 +157,16 @@ class Gateway:
         if self.settings.syslog.target:  # issue 16: RFC 5424 forwarding
             self.syslog = SyslogForwarder(self.settings, self.store)
             self._syslog_task = asyncio.create_task(self.syslog.run(), name="syslog")
+        if timers:
+            self._retention_task = asyncio.create_task(
+                purge_loop(self.store, self.settings.retention), name="retention"
+            )
 
     async def stop(self) -> None:
+        if self._retention_task is not None:
+            self._retention_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._retention_task
         if self.syslog is not None and self._syslog_task is not None:  # issue 16
             self.syslog.stop()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -207,16 +231,15 @@ def lock_instance(data_dir: Path) -> InstanceLock:
 
 
 async def serve(settings: Settings) -> None:
-    from gateway.api.server import start_admin
-
     instance = lock_instance(settings.storage.data_dir)  # before anything touches the spool
     try:
-        await _serve(settings, start_admin)
+        await _serve(settings)
     finally:
         instance.close()
 
 
-async def _serve(settings: Settings, start_admin: Any) -> None:
+async def _serve(settings: Settings) -> None:
+    from gateway.api.server import start_admin  # the API's imports only when it is served
 
     # issue 11/13: say whether converters can run; clear what a previous run left.
     sandbox.set_instance(settings.storage.data_dir)

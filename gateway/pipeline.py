@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -27,8 +27,8 @@ from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
 from gateway.mime.tokens import sanitized_tokens
 from gateway.model import Action, CleanFile, PartReport, ScanResult
-from gateway.sanitize.base import Context, OfficeConverter, PageBudget
-from gateway.sanitize.registry import sanitize_part
+from gateway.sanitize.base import Context, OfficeConverter, PageBudget, Sanitizer
+from gateway.sanitize.registry import REGISTRY, sanitize_part
 from gateway.settings import Settings
 from gateway.spool import JobMeta
 
@@ -101,6 +101,8 @@ def sanitize_message(
     settings: Settings,
     office: OfficeConverter | None,
     loop_key: bytes = b"",
+    *,
+    registry: Mapping[str, Sanitizer] = REGISTRY,
 ) -> SanitizedMessage:
     """Parse and rebuild one message. Raises ``Permanent`` for whole-message refusals.
     Without ``loop_key`` (offline use) no loop token is written or checked."""
@@ -129,7 +131,13 @@ def sanitize_message(
     for att in parsed.attachments:
         ctx = Context(limits=limits, pages=budget, office=office)
         report, outputs = sanitize_part(
-            att.data, att.filename, att.declared_type, ctx, att.index, job_id=meta.id
+            att.data,
+            att.filename,
+            att.declared_type,
+            ctx,
+            att.index,
+            registry=registry,
+            job_id=meta.id,
         )
         reports.append(report)
         files.extend(outputs)
@@ -198,11 +206,17 @@ def sanitize_message(
 
 class Pipeline:
     def __init__(
-        self, settings: Settings, scanner: Scanner, office: OfficeConverter | None = None
+        self,
+        settings: Settings,
+        scanner: Scanner,
+        office: OfficeConverter | None = None,
+        *,
+        registry: Mapping[str, Sanitizer] = REGISTRY,
     ) -> None:
         self.settings = settings
         self.scanner = scanner
         self.office = office
+        self.registry = registry
         # Random per process unless the Gateway sets the instance's key (loopmark.load_key).
         self.loop_key = secrets.token_bytes(32)
         # Sanitizing can block a thread for minutes (LibreOffice, big PDFs): its own pool, so
@@ -228,7 +242,13 @@ class Pipeline:
             return Quarantine("virus_found", scan.signature, report)
         try:
             result = await self._in_pool(
-                sanitize_message, raw, meta, self.settings, self.office, self.loop_key
+                sanitize_message,
+                raw,
+                meta,
+                self.settings,
+                self.office,
+                self.loop_key,
+                registry=self.registry,
             )
         except Permanent as exc:
             report = _withheld_report(raw, header_cap, scan)
@@ -264,7 +284,14 @@ class Pipeline:
             limits=limits, pages=PageBudget(limits.max_pages_per_message), office=self.office
         )
         report, files = await self._in_pool(
-            sanitize_part, raw, meta.filename or "file", "", ctx, "1", job_id=meta.id
+            sanitize_part,
+            raw,
+            meta.filename or "file",
+            "",
+            ctx,
+            "1",
+            registry=self.registry,
+            job_id=meta.id,
         )
         sanitized = time.monotonic()
         timings = {"scan": round(scanned - started, 4), "sanitize": round(sanitized - scanned, 4)}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 
@@ -13,9 +13,6 @@ from gateway.api.guard import Guard
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens, unlock
 from gateway.api.routes import reports as monthly_reports  # issue 16
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 
 class AdminApp(FastAPI):
@@ -32,10 +29,9 @@ class AdminApp(FastAPI):
         )
 
 
-def create_app(gateway: Gateway) -> FastAPI:
+def create_app(gateway: GatewayPorts) -> FastAPI:
     app = AdminApp(title="mugai admin API", version="1")
-    ports: GatewayPorts = gateway  # mypy checks that Gateway offers what the API uses
-    app.state.gateway = ports
+    app.state.gateway = gateway
     app.state.metrics = make_registry(gateway)
     app.state.uploads = {}  # token id → uploads in progress (files.py caps them per token)
     app.middleware("http")(auth_middleware)

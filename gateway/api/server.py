@@ -6,19 +6,16 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from gateway.api.deps import GatewayPorts
 from gateway.api.guard import ConnectionCap
 from gateway.api.main import create_app
 from gateway.settings import Settings, split_hostport
-from gateway.store.retention import purge_loop
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -95,15 +92,9 @@ class _Server(uvicorn.Server):
 
 
 class AdminServer:
-    def __init__(
-        self,
-        server: uvicorn.Server,
-        task: asyncio.Task[None],
-        purge_task: asyncio.Task[None] | None = None,
-    ) -> None:
+    def __init__(self, server: uvicorn.Server, task: asyncio.Task[None]) -> None:
         self.server = server
         self.task = task
-        self.purge_task = purge_task
 
     @property
     def port(self) -> int:
@@ -111,17 +102,14 @@ class AdminServer:
         return int(servers[0].sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
-        if self.purge_task is not None:
-            self.purge_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.purge_task
         self.server.should_exit = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.task, 10)
 
 
-async def start_admin(settings: Settings, gateway: Gateway, *, purge: bool = True) -> AdminServer:
-    """The API/console listener, and the retention timer (the management side of `serve`)."""
+async def start_admin(settings: Settings, gateway: GatewayPorts) -> AdminServer:
+    """The API/console listener. Typed against the ports the API uses, so the API never
+    imports the composition root (``gateway.app``), not even for types."""
     host, port = split_hostport(settings.admin.listen, 8025)
     admin = settings.admin
     app = ConnectionCap(create_app(gateway), admin.max_connections)
@@ -143,9 +131,4 @@ async def start_admin(settings: Settings, gateway: Gateway, *, purge: bool = Tru
         if task.done():
             task.result()
         await asyncio.sleep(0.02)
-    purge_task = (
-        asyncio.create_task(purge_loop(gateway.store, settings.retention), name="retention")
-        if purge
-        else None
-    )
-    return AdminServer(server, task, purge_task)
+    return AdminServer(server, task)

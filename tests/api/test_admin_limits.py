@@ -61,7 +61,7 @@ class Running:
 
 
 async def _run(gw: MiniGateway) -> AsyncIterator[Running]:
-    server = await start_admin(gw.settings, gw, purge=False)
+    server = await start_admin(gw.settings, gw)
     try:
         yield Running(gw, server)
     finally:

@@ -303,7 +303,7 @@ async def test_console_story_in_chromium(
     mid = seed_quote(store)
     infected = add_message(store, status="quarantined", reason="virus_found")
     store.mark_quarantined(infected, "virus_found", "Eicar", 1, ScanResult(False, "Eicar-Sig"))
-    server = await start_admin(settings, gw, purge=False)
+    server = await start_admin(settings, gw)
     try:
         base = f"http://127.0.0.1:{server.port}"
         await asyncio.to_thread(story, base, tokens, mid, store, smtp_sink, tmp_path, infected)

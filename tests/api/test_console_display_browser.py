@@ -97,7 +97,7 @@ async def test_rlo_is_made_visible_in_chromium(tmp_path: Path, smtp_sink: Sink) 
     mid = seed(store)
     shots = tmp_path / "screenshots"
     shots.mkdir()
-    server = await start_admin(settings, gw, purge=False)
+    server = await start_admin(settings, gw)
     try:
         base = f"http://127.0.0.1:{server.port}"
 

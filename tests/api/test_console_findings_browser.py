@@ -67,7 +67,7 @@ async def test_findings_in_chromium(tmp_path: Path, smtp_sink: Sink) -> None:
     gw = mini_gateway(tmp_path, store, SmtpRelay(smtp_sink.address, hostname="t", timeout=10))
     token, _ = store.create_token("kansa", "auditor", "test")
     mid = seed(store)
-    server = await start_admin(settings, gw, purge=False)
+    server = await start_admin(settings, gw)
     try:
         base = f"http://127.0.0.1:{server.port}"
 

@@ -48,7 +48,7 @@ async def _site(tmp_path: Path, store: Store, sink: Sink, **admin: Any) -> Async
         storage={"data_dir": str(tmp_path / "data")},
         admin={"listen": "127.0.0.1:0", **admin},
     )
-    server = await start_admin(gw.settings, gw, purge=False)
+    server = await start_admin(gw.settings, gw)
     site = Site(server, store)
     try:
         yield site

@@ -64,7 +64,7 @@ async def test_find_download_request_approve_audit(
     sanitized = smtp_sink.messages[0].data
     assert b"<p>" not in sanitized
 
-    admin = await start_admin(gw.settings, gw, purge=False)
+    admin = await start_admin(gw.settings, gw)
     try:
         base = f"http://127.0.0.1:{admin.port}"
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:

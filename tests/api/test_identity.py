@@ -63,7 +63,7 @@ async def _admin(
         admin={"listen": "127.0.0.1:0", "identity_cooldown": cooldown},
     )
     store.identity_cooldown = gw.settings.admin.identity_cooldown  # as gateway.app does
-    server = await start_admin(gw.settings, gw, purge=False)
+    server = await start_admin(gw.settings, gw)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as c:
             yield Admin(c, store, sink)

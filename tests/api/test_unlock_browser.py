@@ -47,7 +47,7 @@ async def test_unlock_form_in_chromium(
     token = gw.store.create_token("tanaka", "operator", "test")[0]
     p = Ppap(gw, smtp_sink, None, {"operator": token})  # type: ignore[arg-type]
     mid, _part = await deliver_ppap(p, zipcrypto_zip(MEMBERS, PASSWORD))
-    server = await start_admin(gw.settings, gw, purge=False)
+    server = await start_admin(gw.settings, gw)
     try:
         html = await asyncio.to_thread(story, f"http://127.0.0.1:{server.port}", token, mid,
                                        tmp_path)  # fmt: skip

@@ -35,7 +35,7 @@ async def site(tmp_path: Path, store: Store, smtp_sink: Sink) -> AsyncIterator[h
     gw.settings = load_settings(
         None, storage={"data_dir": str(tmp_path / "data")}, admin={"listen": "127.0.0.1:0"}
     )
-    server = await start_admin(gw.settings, gw, purge=False)
+    server = await start_admin(gw.settings, gw)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as c:
         yield c
     await server.stop()

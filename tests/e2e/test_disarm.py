@@ -16,7 +16,7 @@ import pytest
 
 from gateway.egress.links import hidden_characters, live_links
 from gateway.model import Action, CleanFile, Detected, SanitizeResult
-from gateway.sanitize.base import Context
+from gateway.sanitize.base import Context, Sanitizer
 from gateway.sanitize.registry import REGISTRY
 from tests.e2e.test_mail_flow import body_text, parse, queue_id, wait_status
 from tests.plugins.clamd import EICAR
@@ -208,23 +208,25 @@ async def test_removal_inside_an_archive_sets_del_attach(
 # -- the egress gate: a compromised converter ------------------------------------------------
 
 
-def _evil_text(payload: bytes) -> Any:
+def _evil_text(payload: bytes) -> dict[str, Sanitizer]:
+    """The default registry with a compromised text converter, for the gateway's constructor."""
+
     def sanitizer(data: bytes, filename: str, detected: Detected, ctx: Context) -> SanitizeResult:
         return SanitizeResult(
             files=(CleanFile("out.txt", "text/plain", payload),), action=Action.KEPT
         )
 
-    return sanitizer
+    return {**REGISTRY, "text": sanitizer}
 
 
 async def test_converter_output_with_a_virus_is_quarantined_as_virus_found_output(
-    gateway_factory: Any, smtp_sink: Sink, monkeypatch: pytest.MonkeyPatch
+    gateway_factory: Any, smtp_sink: Sink
 ) -> None:
-    monkeypatch.setitem(REGISTRY, "text", _evil_text(b"prefix " + EICAR))  # type: ignore[index]
     m = base()
     m.set_content("本文")
     m.add_attachment(b"harmless text\n", maintype="text", subtype="plain", filename="a.txt")
-    gw = await gateway_factory(smtp_sink, notice={"withheld_notice": False})
+    registry = _evil_text(b"prefix " + EICAR)
+    gw = await gateway_factory(smtp_sink, registry=registry, notice={"withheld_notice": False})
     job_id = queue_id(await asend(gw, m.as_bytes(), rcpt=RCPT))
     row = await wait_status(gw, job_id, {"quarantined", "delivered"})
     assert row.status == "quarantined" and row.reasons == ["virus_found_output"]
@@ -242,15 +244,14 @@ async def test_converter_output_with_a_virus_is_quarantined_as_virus_found_outpu
 async def test_converter_output_with_live_content_is_refused_by_the_checker(
     gateway_factory: Any,
     smtp_sink: Sink,
-    monkeypatch: pytest.MonkeyPatch,
     payload: bytes,
     reason: str,
 ) -> None:
-    monkeypatch.setitem(REGISTRY, "text", _evil_text(payload))  # type: ignore[index]
     m = base()
     m.set_content("本文")
     m.add_attachment(b"harmless text\n", maintype="text", subtype="plain", filename="a.txt")
-    gw = await gateway_factory(smtp_sink, notice={"withheld_notice": False})
+    registry = _evil_text(payload)
+    gw = await gateway_factory(smtp_sink, registry=registry, notice={"withheld_notice": False})
     job_id = queue_id(await asend(gw, m.as_bytes(), rcpt=RCPT))
     row = await wait_status(gw, job_id, {"quarantined", "delivered"})
     assert row.status == "quarantined" and row.reasons == [reason]

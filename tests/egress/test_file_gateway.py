@@ -8,7 +8,7 @@ import pytest
 
 from gateway.model import Action, CleanFile, Detected, SanitizeResult
 from gateway.pipeline import Pipeline
-from gateway.sanitize.base import Context
+from gateway.sanitize.base import Context, Sanitizer
 from gateway.sanitize.registry import REGISTRY
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import load_settings
@@ -16,7 +16,7 @@ from gateway.spool import JobMeta, new_id
 from tests.plugins.clamd import EICAR
 
 
-def _emitting(payload: bytes) -> object:
+def _emitting(payload: bytes) -> Sanitizer:
     def sanitizer(data: bytes, filename: str, detected: Detected, ctx: Context) -> SanitizeResult:
         return SanitizeResult(
             files=(CleanFile("o.txt", "text/plain", payload),), action=Action.KEPT
@@ -34,12 +34,12 @@ def _emitting(payload: bytes) -> object:
     ],
 )
 async def test_file_outputs_are_scanned_and_checked(
-    clamd_address: str, monkeypatch: pytest.MonkeyPatch, payload: bytes | None, reason: str
+    clamd_address: str, payload: bytes | None, reason: str
 ) -> None:
-    if payload is not None:
-        monkeypatch.setitem(REGISTRY, "text", _emitting(payload))  # type: ignore[index]
+    # A compromised converter, injected through the pipeline's own registry (no global patched).
+    registry = REGISTRY if payload is None else {**REGISTRY, "text": _emitting(payload)}
     settings = load_settings(None)
-    pipeline = Pipeline(settings, ClamdScanner(clamd_address, timeout=20))
+    pipeline = Pipeline(settings, ClamdScanner(clamd_address, timeout=20), registry=registry)
     try:
         meta = JobMeta(id=new_id(), kind="file", received_at=time.time(), filename="a.txt")
         result = await pipeline.process_file(meta, b"plain harmless text https://x.example.com/\n")

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.app import Gateway
+from gateway.sanitize.base import Sanitizer
+from gateway.sanitize.registry import REGISTRY
 from gateway.settings import Settings, load_settings
 from tests.plugins.smtp_sink import Sink
 
@@ -53,10 +55,15 @@ def send(
 async def gateway_factory(tmp_path: Path, clamd_address: str) -> AsyncIterator[Callable[..., Any]]:
     started: list[Gateway] = []
 
-    async def factory(sink: Sink | None, **sections: dict[str, Any]) -> Gateway:
+    async def factory(
+        sink: Sink | None,
+        *,
+        registry: Mapping[str, Sanitizer] = REGISTRY,
+        **sections: dict[str, Any],
+    ) -> Gateway:
         relay = sink.address if sink is not None else ""
         settings = make_settings(tmp_path, relay, clamd_address, **sections)
-        gw = Gateway(settings)
+        gw = Gateway(settings, registry=registry)
         await gw.start()
         started.append(gw)
         return gw

@@ -17,7 +17,7 @@ PATHS = ["/api/v1/messages", "/api/v1/audit", "/api/v1/messages/x/original"]
 
 async def test_tokens_on_the_real_listener(gateway_factory: Any, smtp_sink: Sink) -> None:
     gw = await gateway_factory(smtp_sink)
-    admin = await start_admin(gw.settings, gw, purge=False)
+    admin = await start_admin(gw.settings, gw)
     try:
         viewer, _ = gw.store.create_token("v", "viewer", "test")
         revoked, _ = gw.store.create_token("r", "admin", "test")
