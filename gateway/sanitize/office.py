@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -27,7 +28,6 @@ import secrets
 import shutil
 import stat
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -406,6 +406,7 @@ class OfficePool:
         self._base: Path | None = None  # created on first use: an idle pool leaves nothing
         self._base_lock = threading.Lock()
         self._workers = [_Worker(i, self) for i in range(size)]
+        self._cold_ids = itertools.count(size)  # cold listeners' directories never collide
         self._idle: queue.Queue[_Worker] = queue.Queue()
         for worker in self._workers:
             self._idle.put(worker)
@@ -494,43 +495,15 @@ class OfficePool:
 
     # cold path
     def _cold(self, data: bytes, suffix: str, timeout: float) -> bytes:
-        with tempfile.TemporaryDirectory(prefix="w-cold-", dir=self.work_dir()) as tmp:
-            work = Path(tmp)
-            _seed_profile(work / "profile")
-            profile_url = self.inside(work, work / "profile").as_uri()
-            src, out_dir = work / f"in.{suffix}", work / "out"
-            out_dir.mkdir()
-            src.write_bytes(data)
-            try:
-                result = sandbox.run(
-                    [
-                        SOFFICE,
-                        *_SOFFICE_FLAGS,
-                        f"-env:UserInstallation={profile_url}",
-                        "--convert-to",
-                        "pdf",
-                        "--outdir",
-                        str(self.inside(work, out_dir)),
-                        str(self.inside(work, src)),
-                    ],
-                    stdin=b"",
-                    limits=Limits(
-                        seconds=timeout,
-                        memory_mb=self.memory_mb,
-                        max_file_mb=self.max_output_mb,
-                        max_output_bytes=_DRIVER_OUTPUT_BYTES,
-                        max_processes=_LISTENER_PROCESSES,
-                    ),
-                    network=self.network,
-                    workdir=str(work),
-                )
-            finally:
-                for path in _pipe_sockets(None, profile_url, self.pipe_dir(work)):
-                    with contextlib.suppress(OSError):
-                        path.unlink()
-            if result.killed == "timeout":
-                raise ConversionTimeout(f"LibreOffice took longer than {timeout:g}s")
-            return _read_pdf(out_dir / "in.pdf", self.max_output_mb * 1024 * 1024)
+        """One listener for one document, stopped and removed afterwards. The same jail, driver
+        and page setup as a warm worker (wide sheets are fitted the same way; a bare
+        ``soffice --convert-to`` would print them across pages), and no state survives it."""
+        worker = _Worker(next(self._cold_ids), self)
+        try:
+            return worker.convert(data, suffix, timeout)
+        finally:
+            with worker._lock:
+                worker.stop(graceful=False)
 
 
 # --- the sanitizer ---------------------------------------------------------------------------

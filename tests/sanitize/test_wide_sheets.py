@@ -44,9 +44,10 @@ def wide_fods(columns: int = 40, rows: int = 12) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def pool() -> Iterator[OfficePool]:
-    p = OfficePool.from_settings(SanitizeSettings(office_pool=1))
+@pytest.fixture(scope="module", params=[1, 0], ids=["warm", "cold"])
+def pool(request: pytest.FixtureRequest) -> Iterator[OfficePool]:
+    # office_pool = 0 (a listener per document) must fit wide sheets exactly as the warm pool.
+    p = OfficePool.from_settings(SanitizeSettings(office_pool=request.param))
     yield p
     p.close()
 
