@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Text, cast, func, select
 
+from gateway.controls import visible
 from gateway.store.models import AuditRow, MessageRow, ReleaseRequestRow
 from gateway.store.repository import Store
 
@@ -40,7 +41,6 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 # A sender address longer than this is cut: a cell is for reading, not for a 1 MB address.
 _MAX_CELL = 320
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,9 @@ def parse_month(value: str, timezone: str) -> Period:
 
 def safe_cell(value: object) -> str:
     text = str(value)
-    text = _CONTROL.sub(" ", text)[:_MAX_CELL]
+    # Spelled out, not dropped: an auditor sees that a sender used U+202E (a bidi override
+    # would otherwise reverse the address in Excel) and no C0/C1 control breaks the row.
+    text = visible(text)[:_MAX_CELL]
     if text.startswith(_FORMULA_START) or (text[:1] == " " and text.lstrip()[:1] in "=+-@"):
         return "'" + text
     return text

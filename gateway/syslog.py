@@ -33,6 +33,7 @@ from pathlib import Path
 
 from sqlalchemy import and_, func, or_, select
 
+from gateway.controls import visible
 from gateway.settings import Settings, SyslogSettings
 from gateway.store.models import AuditRow, MessageRow
 from gateway.store.repository import FINAL_STATUSES, Store, utc
@@ -60,7 +61,6 @@ FACILITIES = {
 }  # fmt: skip
 
 _NOT_PRINTUSASCII = re.compile(r"[^\x21-\x7e]")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _header_field(value: str, limit: int) -> str:
@@ -69,7 +69,7 @@ def _header_field(value: str, limit: int) -> str:
 
 
 def _param_value(value: object) -> str:
-    text = _CONTROL.sub(" ", str(value))
+    text = visible(str(value))  # no new record (CR/LF, NEL), no bidi reordering in the SIEM
     if len(text) > _MAX_PARAM:
         text = text[: _MAX_PARAM - 1] + "…"  # cut visibly, so a SIEM rule can tell
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("]", "\\]")
@@ -101,7 +101,7 @@ def format_rfc5424(
     values = [_param_value(v) for _, v in event.params]
     names = [_header_field(k, 32).replace("=", "_").replace('"', "_").replace("]", "_")
              for k, _ in event.params]  # fmt: skip
-    msg = _CONTROL.sub(" ", event.msg)
+    msg = visible(event.msg)
     while True:
         sd = "[{}@{}{}]".format(
             _header_field(event.sd_id, 20),

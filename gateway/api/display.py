@@ -10,27 +10,16 @@ API returns it as received (forensics), the console shows this form.
 
 from __future__ import annotations
 
-import unicodedata
+from gateway.controls import is_hidden, visible
 
-_HIDDEN = frozenset({"Cf", "Cc", "Zl", "Zp", "Co", "Cs", "Cn"})
+__all__ = ["real_extension", "visible"]
 _MAX_EXT = 16
-
-
-def _shown(ch: str) -> str:
-    return f"⟨U+{ord(ch):04X}⟩" if unicodedata.category(ch) in _HIDDEN else ch
-
-
-def visible(text: str) -> str:
-    """``text`` with every invisible or reordering character spelled out as ``⟨U+XXXX⟩``."""
-    if text.isprintable() and not any(unicodedata.category(c) == "Cf" for c in text):
-        return text  # the common case, checked cheaply
-    return "".join(_shown(ch) for ch in text)
 
 
 def real_extension(name: str) -> str:
     """The extension a file name really ends with (logical order, invisible characters
     removed), lower-cased with its dot, e.g. ``.exe`` for ``請求書\\u202efdp.exe``; "" if none."""
-    clean = "".join(ch for ch in name if unicodedata.category(ch) not in _HIDDEN).strip()
+    clean = "".join(ch for ch in name if not is_hidden(ch)).strip()
     stem, dot, ext = clean.rpartition(".")
     if not dot or not stem or not ext or len(ext) > _MAX_EXT or not ext.isalnum():
         return ""

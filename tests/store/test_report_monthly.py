@@ -95,6 +95,14 @@ def test_safe_cell(value: str) -> None:
     assert "\n" not in cell and "\r" not in cell and len(cell) <= 321
 
 
+@pytest.mark.parametrize("value", ["moc.live\u202e@x.example", "a\x85b", "a\u2028b"])
+def test_safe_cell_spells_out_reordering_and_breaking_characters(value: str) -> None:
+    # A bidi override would reverse a sender address in Excel; NEL / LS break a line.
+    cell = safe_cell(value)
+    assert not any(c in cell for c in "\u202e\x85\u2028")
+    assert "⟨U+" in cell
+
+
 def test_releases_and_audited_actions_are_counted(store: Store) -> None:
     mid = add_message(store, status="quarantined", received_at=_at("2026-11-02T00:00:00"))
     alice = Principal(token_id=1, name="alice", role="operator")

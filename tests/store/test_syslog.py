@@ -175,6 +175,23 @@ def test_format_escapes_and_bounds() -> None:
     assert params["big"].startswith("あ") and params["big"].endswith("…")
 
 
+def test_bidi_and_c1_controls_never_reach_the_siem() -> None:
+    event = Event(
+        Severity.WARNING,
+        "VERDICT",
+        "verdict",
+        (("from", "moc.live\u202e@x.example"), ("subject", "a\x85<13>1 forged")),
+        msg="請求書\u202efdp.exe\u2028next",
+    )
+    data = format_rfc5424(event, facility=16, hostname="h", app_name="mugai", max_bytes=2048)
+    text = data.decode("utf-8")
+    assert not any(c in text for c in "\u202e\x85\u2028\n\r")
+    params = parse(data)["params"]
+    assert isinstance(params, dict)
+    assert params["from"] == "moc.live⟨U+202E⟩@x.example"
+    assert params["subject"] == "a⟨U+0085⟩<13>1 forged"
+
+
 def test_small_max_bytes_still_parses() -> None:
     event = Event(Severity.INFO, "AUDIT", "audit", tuple((f"k{i}", "]" * 300) for i in range(8)))
     data = format_rfc5424(event, facility=1, hostname="h", app_name="a", max_bytes=480)
