@@ -51,6 +51,7 @@ from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
 from gateway.model import CleanFile
 from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
+from gateway.reasons import Reason
 from gateway.relay import DeliveryResult, Relay
 from gateway.settings import Settings
 from gateway.spool import RECOVERIES, RELAYED, Job, Spool
@@ -555,7 +556,8 @@ class Worker:
         age = time.time() - job.meta.received_at
         delivery = self.settings.delivery
         if age >= delivery.max_queue_lifetime:
-            reason = "relay_timeout" if isinstance(exc, RelayTemporary) else "queue_timeout"
+            timeout = isinstance(exc, RelayTemporary)
+            reason = Reason.RELAY_TIMEOUT if timeout else Reason.QUEUE_TIMEOUT
             await self._quarantine(job, reason, exc.detail, None)
             return
         schedule = delivery.retry_schedule

@@ -43,6 +43,7 @@ from gateway.errors import (
     UnsupportedType,
 )
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
+from gateway.reasons import Reason
 from gateway.sanitize.base import Context
 from gateway.sanitize.names import clean_name
 
@@ -206,7 +207,7 @@ def _sanitize_members(entries: Iterator[_Entry], ctx: Context) -> SanitizeResult
     reasons: tuple[str, ...] = ()
     if not files:
         reasons = tuple(dict.fromkeys(r for rep in reports for r in rep.reasons)) or (
-            "empty_archive",
+            Reason.EMPTY_ARCHIVE,
         )
     return SanitizeResult(
         files=tuple(files), action=action, reasons=reasons, children=tuple(reports)

@@ -13,6 +13,7 @@ import struct
 
 from gateway.errors import ArchiveLimit, ConversionFailed, InternalError
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
+from gateway.reasons import Reason
 from gateway.sanitize import sandbox
 from gateway.sanitize.archive import parse_records, recurse_member, unique_name
 from gateway.sanitize.base import Context
@@ -43,7 +44,9 @@ def sanitize_tnef(data: bytes, filename: str, detected: Detected, ctx: Context) 
     action = Action.CONVERTED if files else Action.REMOVED
     reasons: tuple[str, ...] = ()
     if not files:
-        reasons = tuple(dict.fromkeys(r for rep in reports for r in rep.reasons)) or ("empty_tnef",)
+        reasons = tuple(dict.fromkeys(r for rep in reports for r in rep.reasons)) or (
+            Reason.EMPTY_TNEF,
+        )
     return SanitizeResult(
         files=tuple(files), action=action, reasons=reasons, children=tuple(reports)
     )
