@@ -16,9 +16,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from gateway.errors import Refused
 from gateway.settings import Settings, load_settings
 from gateway.store.audit_keys import AuditKeyError, create_key_file, rotate_key_file
-from gateway.store.errors import StoreError
 from gateway.store.models import UserRow
 from gateway.store.repository import Store, database_url
 from gateway.store.tokens import ROLES
@@ -71,7 +71,7 @@ _STORE_ERRORS = {
 }
 
 
-def _refused(exc: StoreError) -> _UsageError:
+def _refused(exc: Refused) -> _UsageError:
     return _UsageError(_STORE_ERRORS.get(exc.reason, exc.reason))
 
 
@@ -82,7 +82,7 @@ def _change_user(args: argparse.Namespace, change: Callable[[Store], UserRow]) -
         return change(store)
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
-    except StoreError as exc:
+    except Refused as exc:
         raise _refused(exc) from exc
     finally:
         store.close()
@@ -117,7 +117,7 @@ def cmd_token_create(args: argparse.Namespace) -> int:
         token, row = store.create_token(args.name, args.role, _actor())
     except ValueError as exc:
         raise _UsageError(str(exc)) from exc
-    except StoreError as exc:
+    except Refused as exc:
         raise _refused(exc) from exc
     finally:
         store.close()

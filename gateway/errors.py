@@ -4,6 +4,10 @@
 - ``Permanent``  ⇒ the whole message is quarantined with ``reason``.
 - ``PartRefused`` ⇒ one part is removed from the message with ``reason``;
   the rest of the message still goes through.
+- ``Refused``    ⇒ a request (API, console, admin CLI) is refused and nothing changed; the
+  class decides the HTTP status (one FastAPI handler maps the branch, gateway/api/main.py).
+  It is a branch apart from ``MugaiError`` on purpose: a refusal is an answer to a caller,
+  never the outcome of a job, so no ``except MugaiError`` in the pipeline may swallow one.
 
 Every leaf carries a stable ``reason`` string: the API, the notice and the
 metrics show it, so never rename one.
@@ -241,3 +245,41 @@ class EgressPdf(EgressRefused):
 
 class EgressImage(EgressRefused):
     reason = "egress_image"
+
+
+# --- a request refused (API, console, admin CLI); not a job outcome ---------
+# The reason is chosen where the refusal is raised ("already_released", "own_request", ...),
+# so it is an instance attribute here, unlike the job outcomes above.
+class Refused(Exception):
+    http_status: ClassVar[int] = 400
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+
+    def body(self) -> dict[str, object]:
+        return {"detail": self.reason}
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class NotFound(Refused):
+    http_status = 404
+
+
+class Conflict(Refused):
+    http_status = 409
+
+
+class NotAllowed(Refused):
+    """The actor may not do this to this object (e.g. approving their own request)."""
+
+    http_status = 403
+
+
+class Invalid(Refused):
+    """The request itself is incomplete or wrong (a missing category, a wrong confirmation)."""
+
+    http_status = 422

@@ -75,3 +75,19 @@ class Detected:
     mime: str  # libmagic's MIME type
     description: str = ""
     flags: frozenset[str] = field(default_factory=frozenset)  # "encrypted", "macros", "polyglot"
+
+
+@dataclass(frozen=True)
+class MessageReport:
+    """What the pipeline learnt about one message: the store takes it whole (one row update),
+    the notice and the API read it back."""
+
+    parts: tuple[PartReport, ...] = ()
+    tokens: tuple[str, ...] = ()
+    subject: str = ""
+    message_id: str = ""
+    header_from: str = ""
+    scan: ScanResult | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
+    date: str = ""  # for the withheld notice (gateway/mime/headers_block.py)

@@ -16,7 +16,6 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,16 @@ from gateway.egress.check import check_file, check_message
 from gateway.errors import Permanent, ScannerUnavailable, TooLargeToScan, VirusFoundOutput
 from gateway.mime.detect import detect
 from gateway.mime.tokens import removed_any
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import PartReport, ScanResult
 from gateway.paths import unique_path
 from gateway.pipeline import Scanner, sanitize_message
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget
 from gateway.sanitize.office import OfficePool
 from gateway.sanitize.registry import sanitize_part
+from gateway.serialize import plain
 from gateway.settings import Settings
 from gateway.spool import JobMeta, new_id
+from gateway.vocab import MessageStatus
 
 # One blocking scan; None means the operator chose --no-scan.
 ScanFn = Callable[[bytes], ScanResult]
@@ -54,17 +55,6 @@ def blocking_scan(scanner: Scanner) -> ScanFn:
         return asyncio.run(scanner.scan(data))
 
     return scan
-
-
-def _report_dict(report: PartReport) -> dict[str, Any]:
-    data = asdict(report)
-
-    def fix(d: dict[str, Any]) -> dict[str, Any]:
-        d["action"] = d["action"].value if isinstance(d["action"], Action) else d["action"]
-        d["children"] = [fix(c) for c in d["children"]]
-        return d
-
-    return fix(data)
 
 
 def _scan_entry(path: Path, data: bytes, scan: ScanFn | None) -> dict[str, Any]:
@@ -96,7 +86,7 @@ def sanitize_one(
     if entry["scan"]["status"] == "infected":
         entry.update(
             kind="file",
-            status="withheld",
+            status=MessageStatus.WITHHELD,
             reasons=["virus_found"],
             outputs=[],
             reason="virus_found",
@@ -112,7 +102,7 @@ def sanitize_one(
         except Permanent as exc:
             entry.update(
                 kind="message",
-                status="withheld",
+                status=MessageStatus.WITHHELD,
                 reason=exc.reason,
                 reasons=[exc.reason],
                 outputs=[],
@@ -129,7 +119,7 @@ def sanitize_one(
             output=str(target),
             outputs=[str(target)],
             tokens=list(result.report.tokens),
-            parts=[_report_dict(p) for p in reports],
+            parts=[plain(p) for p in reports],
         )
     else:
         ctx = Context(
@@ -145,8 +135,10 @@ def sanitize_one(
                     path, f.data, scan, partial(check_file, f.filename, f.content_type, f.data)
                 )
         except Permanent as exc:
-            entry.update(kind="file", status="withheld", outputs=[], part=_report_dict(report),
-                         reason=exc.reason, detail=exc.detail)  # fmt: skip
+            entry.update(
+                kind="file", status=MessageStatus.WITHHELD, outputs=[],
+                part=plain(report), reason=exc.reason, detail=exc.detail,
+            )  # fmt: skip
             entry["reasons"] = sorted({*_reason_codes(reports), exc.reason})
             return entry, False
         outputs = []
@@ -156,9 +148,9 @@ def sanitize_one(
             outputs.append(str(target))
         entry.update(
             kind="file",
-            status="sanitized" if files else "withheld",
+            status="sanitized" if files else MessageStatus.WITHHELD,
             outputs=outputs,
-            part=_report_dict(report),
+            part=plain(report),
         )
     entry["reasons"] = _reason_codes(reports)
     entry["seconds"] = round(time.monotonic() - started, 3)

@@ -26,7 +26,7 @@ from gateway.mime.notice import render_notice
 from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
 from gateway.mime.tokens import sanitized_tokens
-from gateway.model import Action, CleanFile, PartReport, ScanResult
+from gateway.model import Action, CleanFile, MessageReport, PartReport, ScanResult
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget, Sanitizer
 from gateway.sanitize.registry import REGISTRY, sanitize_part
 from gateway.settings import Settings
@@ -38,19 +38,6 @@ T = TypeVar("T")
 
 class Scanner(Protocol):
     async def scan(self, data: bytes) -> ScanResult: ...
-
-
-@dataclass(frozen=True)
-class MessageReport:
-    parts: tuple[PartReport, ...] = ()
-    tokens: tuple[str, ...] = ()
-    subject: str = ""
-    message_id: str = ""
-    header_from: str = ""
-    scan: ScanResult | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    auth: dict[str, Any] = field(default_factory=dict)  # issue 16: sender verdict
-    date: str = ""  # for the withheld notice (gateway/mime/headers_block.py)
 
 
 def _withheld_report(raw: bytes, header_cap: int, scan: ScanResult) -> MessageReport:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.errors import SpoolError
+from gateway.serialize import dumps, load
 
 _SUFFIX = ".job"
 # JobMeta.extra key: how often the process died while this job was claimed (issue 13).
@@ -52,36 +53,11 @@ class JobMeta:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
-        data = {
-            "id": self.id,
-            "kind": self.kind,
-            "mail_from": self.mail_from,
-            "rcpt_tos": list(self.rcpt_tos),
-            "received_at": self.received_at,
-            "attempts": self.attempts,
-            "peer": self.peer,
-            "helo": self.helo,
-            "filename": self.filename,
-            "extra": self.extra,
-        }
-        # ensure_ascii keeps the header on one line whatever the names contain.
-        return json.dumps(data, ensure_ascii=True).encode("ascii")
+        return dumps(self)
 
     @classmethod
     def from_json(cls, raw: bytes) -> JobMeta:
-        data = json.loads(raw)
-        return cls(
-            id=str(data["id"]),
-            kind=str(data["kind"]),
-            mail_from=str(data.get("mail_from", "")),
-            rcpt_tos=tuple(str(r) for r in data.get("rcpt_tos", [])),
-            received_at=float(data.get("received_at", 0.0)),
-            attempts=int(data.get("attempts", 0)),
-            peer=str(data.get("peer", "")),
-            helo=str(data.get("helo", "")),
-            filename=str(data.get("filename", "")),
-            extra=dict(data.get("extra", {})),
-        )
+        return load(cls, json.loads(raw))
 
 
 @dataclass(frozen=True)

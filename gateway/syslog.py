@@ -37,6 +37,7 @@ from gateway.controls import visible
 from gateway.settings import Settings, SyslogSettings
 from gateway.store.models import AuditRow, MessageRow
 from gateway.store.repository import FINAL_STATUSES, Store, utc
+from gateway.vocab import MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +143,11 @@ def audit_event(row: AuditRow) -> Event:
 
 
 def verdict_event(row: MessageRow) -> Event:
-    severity = Severity.WARNING if row.status in ("quarantined", "withheld") else Severity.INFO
+    severity = (
+        Severity.WARNING
+        if row.status in (MessageStatus.QUARANTINED, MessageStatus.WITHHELD)
+        else Severity.INFO
+    )
     return Event(
         severity,
         "VERDICT",

@@ -27,8 +27,10 @@ from gateway.errors import (
     ConversionTimeout,
     InternalError,
     MugaiError,
+    NotFound,
     NothingToDeliver,
     PartNotFound,
+    Refused,
     RelayRejected,
     UnlockUnsupported,
     VirusFound,
@@ -48,7 +50,6 @@ from gateway.sanitize.decrypt import child_kind, decrypt
 from gateway.sanitize.registry import sanitize_part
 from gateway.settings import Settings
 from gateway.store import unlocks
-from gateway.store.errors import NotFound, StoreError
 from gateway.store.models import MessageRow
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
@@ -204,7 +205,7 @@ async def unlock(
     password: str,
     who: Principal,
 ) -> Unlocked:
-    """Raises ``StoreError`` (refused before trying) or ``MugaiError`` (tried, refused)."""
+    """Raises ``Refused`` (refused before trying) or ``MugaiError`` (tried, refused)."""
     cfg = settings.unlock
     if not cfg.enabled:
         raise UnlockUnsupported("unlock is disabled ([unlock] enabled = false)")
@@ -217,7 +218,7 @@ async def unlock(
             max_wrong=cfg.max_wrong_passwords,
             window=cfg.window,
         )
-    except StoreError as exc:
+    except Refused as exc:
         if not isinstance(exc, NotFound) or exc.reason != "message_not_found":
             # Refused before trying (rate limit, in progress, ...): audited all the same.
             await asyncio.to_thread(store.refuse_unlock, mugai_id, part, who, exc.reason)

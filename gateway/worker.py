@@ -49,29 +49,18 @@ from gateway.metrics import (
 )
 from gateway.mime.notice import render_withheld_notice
 from gateway.mime.rebuild import build_withheld_notice
-from gateway.model import CleanFile
-from gateway.pipeline import Deliver, MessageReport, Pipeline, Quarantine
+from gateway.model import CleanFile, MessageReport
+from gateway.pipeline import Deliver, Pipeline, Quarantine
 from gateway.reasons import Reason
 from gateway.relay import DeliveryResult, Relay
+from gateway.serialize import plain
 from gateway.settings import Settings
 from gateway.spool import RECOVERIES, RELAYED, Job, Spool
-from gateway.store.repository import FINAL_STATUSES, Store, jsonable
+from gateway.store.repository import Store
+from gateway.vocab import FINAL_STATUSES, MessageStatus
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-def _report_fields(report: MessageReport) -> dict[str, Any]:
-    """The report as the store's keyword arguments (record_report, report_values)."""
-    return {
-        "parts": report.parts,
-        "tokens": report.tokens,
-        "subject": report.subject,
-        "message_id": report.message_id,
-        "header_from": report.header_from,
-        "scan": report.scan,
-        "timings": report.timings,
-    }
 
 
 def _observe(timings: dict[str, float]) -> None:
@@ -399,7 +388,7 @@ class Worker:
     async def _handle_file(self, job: Job, raw: bytes) -> None:
         result = await self.pipeline.process_file(job.meta, raw)
         parts = (result.part,) if result.part is not None else ()
-        status = "done" if result.files else "withheld"
+        status = MessageStatus.DONE if result.files else MessageStatus.WITHHELD
         reasons = [result.reason] if result.reason else []
         blob = bundle_files(result.files) if result.files else None
         report = MessageReport(
@@ -415,7 +404,7 @@ class Worker:
             reasons=reasons,
             sanitized=blob,
             attempts=job.meta.attempts + 1,
-            report=Store.report_values(**_report_fields(report)),
+            report=report,
         )
         if job.meta.extra.get("source") == "watch" and self.settings.watch.outbox is not None:
             summary = {
@@ -424,7 +413,7 @@ class Worker:
                 "status": status,
                 "reasons": reasons,
                 "outputs": [f.filename for f in result.files],
-                "part": jsonable(result.part) if result.part else None,
+                "part": plain(result.part) if result.part else None,
             }
             await asyncio.to_thread(
                 deliver_watch_result, self.settings.watch, job.meta, raw, result.files, summary
@@ -436,7 +425,7 @@ class Worker:
 
     async def _record_report(self, job: Job, report: MessageReport) -> None:
         _observe(report.timings)
-        await asyncio.to_thread(self.store.record_report, job.id, **_report_fields(report))
+        await asyncio.to_thread(self.store.record_report, job.id, report)
 
     async def _deliver(self, job: Job, outcome: Deliver) -> None:
         meta = job.meta
@@ -481,10 +470,13 @@ class Worker:
         if result.rejected and not result.accepted:
             raise RelayRejected("; ".join(result.rejected.values()))
         _observe(outcome.report.timings)
-        values = Store.report_values(**_report_fields(outcome.report))
         try:
             await asyncio.to_thread(
-                self.store.mark_delivered, job.id, outcome.data, job.meta.attempts + 1, values
+                self.store.mark_delivered,
+                job.id,
+                outcome.data,
+                job.meta.attempts + 1,
+                outcome.report,
             )
         except SQLAlchemyError:
             if not job.meta.extra.get(RELAYED):
@@ -502,11 +494,11 @@ class Worker:
     async def _quarantine(
         self, job: Job, reason: str, detail: str, report: MessageReport | None
     ) -> None:
-        values = None
+        whole = None
         if report is not None and (report.parts or report.subject or report.message_id
                                    or report.header_from):  # fmt: skip
             _observe(report.timings)
-            values = Store.report_values(**_report_fields(report))
+            whole = report
         await asyncio.to_thread(
             self.store.mark_quarantined,
             job.id,
@@ -514,7 +506,7 @@ class Worker:
             detail,
             job.meta.attempts + 1,
             report.scan if report else None,
-            values,  # one transaction: a quarantined record is never without its headers
+            whole,  # one transaction: a quarantined record is never without its headers
         )
         # No notice for a looping notice or bounce (null sender): the way to the recipients
         # leads back here, so each quarantine of a looping notice would send another, forever.

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 import gateway.offline
-from gateway.model import Action, CleanFile, PartReport, ScanResult
+from gateway.model import Action, CleanFile, MessageReport, PartReport, ScanResult
 from gateway.offline import sanitize_one
-from gateway.pipeline import MessageReport, SanitizedMessage
+from gateway.pipeline import SanitizedMessage
 from gateway.settings import load_settings
 
 LIVE = b"see https://evil.example.com/login\n"

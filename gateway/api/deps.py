@@ -21,7 +21,6 @@ from gateway.model import ScanResult
 from gateway.relay import Relay
 from gateway.settings import Settings
 from gateway.spool import Spool
-from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound, StoreError
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 
@@ -93,15 +92,3 @@ def require(permission: str) -> Callable[..., Any]:
         return principal
 
     return dependency
-
-
-def http_error(exc: StoreError) -> HTTPException:
-    if isinstance(exc, NotFound):
-        return HTTPException(404, exc.reason)
-    if isinstance(exc, NotAllowed):
-        return HTTPException(403, exc.reason)
-    if isinstance(exc, Conflict):
-        return HTTPException(409, exc.reason)
-    if isinstance(exc, Invalid):
-        return HTTPException(422, exc.reason)
-    return HTTPException(400, exc.reason)

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 
 from gateway.api import console
 from gateway.api.deps import GatewayPorts, auth_middleware
@@ -13,6 +14,7 @@ from gateway.api.guard import Guard
 from gateway.api.metrics import make_registry
 from gateway.api.routes import audit, files, health, messages, releases, tokens, unlock
 from gateway.api.routes import reports as monthly_reports  # issue 16
+from gateway.errors import Refused
 
 
 class AdminApp(FastAPI):
@@ -39,6 +41,7 @@ def create_app(gateway: GatewayPorts) -> FastAPI:
         app.include_router(module.router)
     app.include_router(monthly_reports.router)  # issue 16: GET /api/v1/reports/monthly
     console.install(app)  # the web console at / (same store, roles and release flow)
+    app.add_exception_handler(Refused, refused)
 
     @app.middleware("http")
     async def _no_sniff(
@@ -49,3 +52,9 @@ def create_app(gateway: GatewayPorts) -> FastAPI:
         return response
 
     return app
+
+
+async def refused(request: Request, exc: Exception) -> Response:
+    """The one mapping of a refusal to HTTP: the class gives the status (gateway/errors.py)."""
+    assert isinstance(exc, Refused)
+    return JSONResponse(exc.body(), status_code=exc.http_status, headers=exc.headers())

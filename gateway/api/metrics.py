@@ -24,8 +24,8 @@ class StoreCollector(Collector):
             "mugai_messages", "Messages in the store by status", labels=["status"]
         )
         counts = store.counts_by_status()
-        for status in STATUSES:
-            by_status.add_metric([status], counts.get(status, 0))
+        for state in STATUSES:
+            by_status.add_metric([state], counts.get(state, 0))
         yield by_status
         reasons = GaugeMetricFamily(
             "mugai_messages_by_reason",

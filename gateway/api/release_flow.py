@@ -1,7 +1,7 @@
 """Approve → deliver the original through the relay → record the outcome.
 
 Shared by the API route and the web console so both follow exactly the same two-person rule
-and leave the same audit trail. Store refusals (``StoreError``) propagate to the caller; a relay
+and leave the same audit trail. Store refusals (``Refused``) propagate to the caller; a relay
 failure never does: it is recorded as a failed release, which can be approved again.
 
 An original is scanned again with clamd (today's signatures) right before it leaves: a mail

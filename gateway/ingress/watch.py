@@ -25,6 +25,7 @@ from gateway.paths import unique_path, write_atomic
 from gateway.sanitize.names import clean_name
 from gateway.settings import WatchSettings
 from gateway.spool import JobMeta, Spool, new_id
+from gateway.vocab import MessageStatus
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,8 @@ class FolderWatcher:
         except OSError:
             return
         _write_json(report_path(target.parent, target.name), {
-            "id": job_id, "file": rel.as_posix(), "status": "withheld", "reasons": [reason],
+            "id": job_id, "file": rel.as_posix(), "status": MessageStatus.WITHHELD,
+            "reasons": [reason],
         })  # fmt: skip
 
 

@@ -33,15 +33,16 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.reasons import INFECTED, all_reasons
 from gateway.store import audit, users
-from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.store.models import BlobRow, MessageRow, ReleaseRequestRow
 from gateway.store.tokens import Principal
+from gateway.vocab import MessageStatus, ReleaseStatus
 
 MAX_REASON = 2000
-OPEN = frozenset({"pending", "approved", "failed"})
-APPROVABLE = frozenset({"pending", "failed"})
+OPEN = frozenset({ReleaseStatus.PENDING, ReleaseStatus.APPROVED, ReleaseStatus.FAILED})
+APPROVABLE = frozenset({ReleaseStatus.PENDING, ReleaseStatus.FAILED})
 # Longer than any relay delivery can take (connect + DATA timeouts), so never a live one.
 STALE_APPROVAL_SECONDS = 15 * 60
 
@@ -100,9 +101,9 @@ def _message(s: Session, mugai_id: str) -> MessageRow:
         raise NotFound("message_not_found")
     if msg.kind != "mail":
         raise Conflict("not_a_mail")  # uploaded files have no recipients to release to
-    if msg.status == "deleted" or s.get(BlobRow, (mugai_id, "original")) is None:
+    if msg.status == MessageStatus.DELETED or s.get(BlobRow, (mugai_id, "original")) is None:
         raise Conflict("original_deleted")
-    if msg.status in ("processing", "deferred"):
+    if msg.status in (MessageStatus.PROCESSING, MessageStatus.DEFERRED):
         raise Conflict("message_in_progress")
     return msg
 
@@ -121,7 +122,7 @@ def _check_infected(msg: MessageRow, policy: Policy, confirm_signature: str) -> 
 def _blocking(s: Session, mugai_id: str) -> ReleaseRequestRow | None:
     stmt = select(ReleaseRequestRow).where(ReleaseRequestRow.message == mugai_id)
     for row in s.scalars(stmt):
-        if row.status in OPEN or (row.status == "released" and row.reopened_at is None):
+        if row.status in OPEN or (row.status == ReleaseStatus.RELEASED and row.reopened_at is None):
             return row
     return None
 
@@ -158,12 +159,16 @@ def create(
             raise Conflict("no_sanitized_copy")
     blocking = _blocking(s, mugai_id)
     if blocking is not None:
-        code = "already_released" if blocking.status == "released" else "release_request_open"
+        code = (
+            "already_released"
+            if blocking.status == ReleaseStatus.RELEASED
+            else "release_request_open"
+        )
         raise Conflict(code, blocking.id)
     row = ReleaseRequestRow(
         id=secrets.token_hex(10),
         message=mugai_id,
-        status="pending",
+        status=ReleaseStatus.PENDING,
         reason=reason[:MAX_REASON],
         requested_by=who.name,
         requested_at=_now(),
@@ -217,7 +222,7 @@ def _decidable(
         # One of them just created, re-roled or issued a token to the other: not two people
         # we can tell apart yet (see gateway/store/users.py).
         raise NotAllowed("approver_linked_to_requester")
-    if req.status == "approved" and _stale(req.decided_at, policy):
+    if req.status == ReleaseStatus.APPROVED and _stale(req.decided_at, policy):
         # The process that was delivering it died between approval and the relay's answer:
         # a new approval retries (a new attempt id: the dead one can no longer record).
         return req
@@ -261,9 +266,9 @@ def approve(
     blob = s.get(BlobRow, (msg.id, blob_kind))
     if blob is None:
         raise Conflict("original_deleted" if blob_kind == "original" else "no_sanitized_copy")
-    retry = req.status == "approved"
+    retry = req.status == ReleaseStatus.APPROVED
     previous = req.attempt
-    req.status = "approved"
+    req.status = ReleaseStatus.APPROVED
     req.attempt = secrets.token_hex(8)
     req.decided_by = who.name
     req.decided_at = _now()
@@ -293,18 +298,18 @@ def finish(
     req = s.scalar(select(ReleaseRequestRow).where(ReleaseRequestRow.id == rid).with_for_update())
     if req is None:
         raise NotFound("request_not_found")
-    if req.status != "approved" or req.attempt != attempt:
+    if req.status != ReleaseStatus.APPROVED or req.attempt != attempt:
         audit.append(
             s, who.actor, "release.late_result", req.message,
             {"request": rid, "attempt": attempt, "ok": ok, **result},
         )  # fmt: skip
         return False
-    req.status = "released" if ok else "failed"
+    req.status = ReleaseStatus.RELEASED if ok else ReleaseStatus.FAILED
     req.result = result
     if ok:
         msg = s.get(MessageRow, req.message)
         if msg is not None:
-            msg.status = "released"
+            msg.status = MessageStatus.RELEASED
             msg.updated_at = _now()
     audit.append(
         s, who.actor, "release.delivered" if ok else "release.failed", req.message,
@@ -323,7 +328,7 @@ def reject(
 ) -> ReleaseRequestRow:
     reason = _text(reason)
     req = _decidable(s, rid, who, policy, cooldown)
-    req.status = "rejected"
+    req.status = ReleaseStatus.REJECTED
     req.attempt = ""  # an interrupted approval's late answer can no longer record a delivery
     req.decided_by = who.name
     req.decided_at = _now()
@@ -343,7 +348,7 @@ def reopen(s: Session, mugai_id: str, who: Principal, reason: str) -> ReleaseReq
         raise NotAllowed("admin_required")
     _message(s, mugai_id)
     blocking = _blocking(s, mugai_id)
-    if blocking is None or blocking.status != "released":
+    if blocking is None or blocking.status != ReleaseStatus.RELEASED:
         raise Conflict("not_released", blocking.id if blocking else "")
     blocking.reopened_at = _now()
     blocking.reopened_by = who.name

@@ -8,7 +8,6 @@ entry in the same transaction as the change itself.
 from __future__ import annotations
 
 import dataclasses
-import enum
 import hashlib
 import json
 import logging
@@ -21,13 +20,14 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
-from gateway.model import PartReport, ScanResult
+from gateway.errors import Conflict, NotFound
+from gateway.model import MessageReport, ScanResult
 from gateway.reasons import all_reasons
+from gateway.serialize import plain
 from gateway.spool import JobMeta
 from gateway.store import audit as chain
 from gateway.store import audit_keys, migrate, releases, tokens, unlocks, users
 from gateway.store.db import Database, database_url, make_engine
-from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import (
     AuditHeadRow,
     AuditRow,
@@ -40,27 +40,20 @@ from gateway.store.models import (
     UserRow,
 )
 from gateway.store.tokens import Principal
+from gateway.vocab import FINAL_STATUSES, MessageStatus
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
 
-FINAL_STATUSES = frozenset({"delivered", "quarantined", "released", "deleted", "done", "withheld"})
-STATUSES = ("processing", "deferred", "delivered", "quarantined", "released", "deleted")
-
-
-def jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, frozenset):
-        return sorted(jsonable(v) for v in value)
-    return value
+STATUSES = (
+    MessageStatus.PROCESSING,
+    MessageStatus.DEFERRED,
+    MessageStatus.DELIVERED,
+    MessageStatus.QUARANTINED,
+    MessageStatus.RELEASED,
+    MessageStatus.DELETED,
+)
 
 
 def now() -> datetime:
@@ -169,7 +162,7 @@ class Store:
                     id=meta.id,
                     kind=meta.kind,
                     message_id="",
-                    status="processing",
+                    status=MessageStatus.PROCESSING,
                     mail_from=meta.mail_from[:512],
                     rcpt_tos=list(meta.rcpt_tos),
                     subject="",
@@ -194,7 +187,7 @@ class Store:
             for address in dict.fromkeys(r.lower()[:512] for r in meta.rcpt_tos):
                 s.add(RecipientRow(message=meta.id, address=address))
             s.add(BlobRow(message=meta.id, kind="original", data=raw))
-            return "processing"
+            return MessageStatus.PROCESSING
 
     def status(self, mugai_id: str) -> str | None:
         with self.db.read() as s:
@@ -207,7 +200,7 @@ class Store:
             if row is None:
                 raise KeyError(mugai_id)
             for key, value in values.items():
-                setattr(row, key, jsonable(value))
+                setattr(row, key, plain(value))
             row.updated_at = now()
             if "reasons" in values or "parts" in values:
                 self._index_reasons(s, row)
@@ -227,61 +220,37 @@ class Store:
             blob.data = data
 
     @staticmethod
-    def report_values(
-        *,
-        parts: Sequence[PartReport],
-        tokens: Sequence[str],
-        subject: str,
-        message_id: str,
-        header_from: str,
-        scan: ScanResult | None,
-        timings: dict[str, float],
-    ) -> dict[str, Any]:
+    def report_values(report: MessageReport) -> dict[str, Any]:
+        """The report's columns; written in the same transaction as the state change."""
         return {
-            "parts": jsonable(list(parts)),
-            "tokens": list(tokens),
-            "subject": subject,
-            "message_id": message_id[:1000],
-            "header_from": header_from,
-            "scan": jsonable(scan) if scan is not None else {},
-            "timings": dict(timings),
+            "parts": plain(report.parts),
+            "tokens": list(report.tokens),
+            "subject": report.subject,
+            "message_id": report.message_id[:1000],
+            "header_from": report.header_from,
+            "scan": plain(report.scan) if report.scan is not None else {},
+            "timings": dict(report.timings),
         }
 
-    def record_report(
-        self,
-        mugai_id: str,
-        *,
-        parts: Sequence[PartReport],
-        tokens: Sequence[str],
-        subject: str,
-        message_id: str,
-        header_from: str,
-        scan: ScanResult | None,
-        timings: dict[str, float],
-    ) -> None:
-        self._update(
-            mugai_id,
-            **self.report_values(
-                parts=parts, tokens=tokens, subject=subject, message_id=message_id,
-                header_from=header_from, scan=scan, timings=timings,
-            ),
-        )  # fmt: skip
+    def record_report(self, mugai_id: str, report: MessageReport) -> None:
+        self._update(mugai_id, **self.report_values(report))
 
     def mark_delivered(
         self,
         mugai_id: str,
         sanitized: bytes,
         attempts: int,
-        report: dict[str, Any] | None = None,
+        report: MessageReport | None = None,
     ) -> None:
         """Delivered, with the sanitized copy and (one transaction) the report's values."""
+        values = self.report_values(report) if report is not None else {}
         with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
-            for key, value in (report or {}).items():
+            for key, value in values.items():
                 setattr(row, key, value)
-            row.status = "delivered"
+            row.status = MessageStatus.DELIVERED
             row.attempts = attempts
             row.updated_at = now()
             self._put_blob(s, mugai_id, "sanitized", sanitized)
@@ -294,11 +263,11 @@ class Store:
         detail: str,
         attempts: int,
         scan: ScanResult | None = None,
-        report: dict[str, Any] | None = None,
+        report: MessageReport | None = None,
     ) -> None:
-        """Quarantined, with the report's values (``report_values``) in the same transaction."""
-        values: dict[str, Any] = dict(report or {})
-        values.update(status="quarantined", reasons=[reason], detail=detail[:2000])
+        """Quarantined, with the report's values in the same transaction."""
+        values = self.report_values(report) if report is not None else {}
+        values.update(status=MessageStatus.QUARANTINED, reasons=[reason], detail=detail[:2000])
         values["attempts"] = attempts
         if scan is not None:
             values["scan"] = scan
@@ -306,7 +275,11 @@ class Store:
 
     def mark_deferred(self, mugai_id: str, reason: str, detail: str, attempts: int) -> None:
         self._update(
-            mugai_id, status="deferred", reasons=[reason], detail=detail[:2000], attempts=attempts
+            mugai_id,
+            status=MessageStatus.DEFERRED,
+            reasons=[reason],
+            detail=detail[:2000],
+            attempts=attempts,
         )
 
     def mark_file_result(
@@ -317,15 +290,16 @@ class Store:
         reasons: list[str],
         sanitized: bytes | None,
         attempts: int,
-        report: dict[str, Any] | None = None,
+        report: MessageReport | None = None,
     ) -> None:
         """A file job's end: ``done`` with the rebuilt file (or zip), or ``withheld``; with
-        the report's values (``report_values``) in the same transaction."""
+        the report's values in the same transaction."""
+        values = self.report_values(report) if report is not None else {}
         with self.db.write() as s:
             row = s.get(MessageRow, mugai_id)
             if row is None:
                 raise KeyError(mugai_id)
-            for key, value in (report or {}).items():
+            for key, value in values.items():
                 setattr(row, key, value)
             row.status = status
             row.reasons = list(reasons)
@@ -411,7 +385,7 @@ class Store:
         with self.db.read() as s:
             rows = s.execute(
                 select(MessageRow.status, cast(MessageRow.reasons, Text), func.count())
-                .where(MessageRow.status.in_(("quarantined", "deferred")))
+                .where(MessageRow.status.in_((MessageStatus.QUARANTINED, MessageStatus.DEFERRED)))
                 .group_by(MessageRow.status, cast(MessageRow.reasons, Text))
             ).all()
         for status, reasons_json, n in rows:
@@ -447,11 +421,11 @@ class Store:
                 raise NotFound("message_not_found")
             if msg.legal_hold:
                 raise Conflict("legal_hold")
-            if msg.status in ("processing", "deferred"):
+            if msg.status in (MessageStatus.PROCESSING, MessageStatus.DEFERRED):
                 raise Conflict("message_in_progress")
             s.execute(delete(BlobRow).where(BlobRow.message == mugai_id))
             previous = msg.status
-            msg.status = "deleted"
+            msg.status = MessageStatus.DELETED
             msg.updated_at = now()
             chain.append(s, who.actor, "message.delete", mugai_id, {"previous_status": previous})
             return msg

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from gateway.settings import RetentionSettings
 from gateway.store import audit
 from gateway.store.models import MessageRow
+from gateway.vocab import MessageStatus
 
 if TYPE_CHECKING:
     from gateway.store.repository import Store
@@ -23,12 +24,12 @@ log = logging.getLogger(__name__)
 
 # status → the [retention] key that sets its period (file jobs follow their mail twins)
 PURGEABLE = {
-    "delivered": "delivered",
-    "quarantined": "quarantined",
-    "released": "released",
-    "deleted": "deleted",
-    "done": "delivered",
-    "withheld": "quarantined",
+    MessageStatus.DELIVERED: "delivered",
+    MessageStatus.QUARANTINED: "quarantined",
+    MessageStatus.RELEASED: "released",
+    MessageStatus.DELETED: "deleted",
+    MessageStatus.DONE: "delivered",
+    MessageStatus.WITHHELD: "quarantined",
 }
 _BATCH = 500
 

@@ -23,10 +23,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.errors import Conflict, NotFound
 from gateway.store import audit
-from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import AuditRow, BlobRow, MessageRow
 from gateway.store.tokens import Principal
+from gateway.vocab import MessageStatus
 
 ATTEMPT, RESULT, REFUSED = "unlock.attempt", "unlock.result", "unlock.refused"
 DELIVERED = "delivered"
@@ -50,9 +51,17 @@ class Begun:
 
 
 class RateLimited(Conflict):
+    http_status = 429
+
     def __init__(self, retry_after: int) -> None:
         super().__init__("unlock_rate_limited")
         self.retry_after = retry_after
+
+    def body(self) -> dict[str, object]:
+        return {"detail": self.reason, "retry_after": self.retry_after}
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 def _iso(at: datetime) -> str:
@@ -98,7 +107,7 @@ def begin(
     window: float,
     now: datetime | None = None,
 ) -> Begun:
-    """Checks and reserves one attempt (audited); raises ``StoreError`` subclasses."""
+    """Checks and reserves one attempt (audited); raises ``Refused`` subclasses."""
     # The message row is locked first (FOR UPDATE; SQLite: the transaction is IMMEDIATE) so a
     # parallel attempt waits here and then reads the attempt this one appends: on PostgreSQL
     # (READ COMMITTED) reading the audit rows before taking a lock would miss it.
@@ -108,10 +117,10 @@ def begin(
         raise NotFound("message_not_found")
     if msg.kind != "mail":
         raise Conflict("not_a_mail")
-    if msg.status in ("processing", "deferred"):
+    if msg.status in (MessageStatus.PROCESSING, MessageStatus.DEFERRED):
         raise Conflict("message_in_progress")
     blob = s.get(BlobRow, (mugai_id, "original"))
-    if msg.status == "deleted" or blob is None:
+    if msg.status == MessageStatus.DELETED or blob is None:
         raise Conflict("original_deleted")
     report = find_part(msg, part)
     if "encrypted" not in (report.get("reasons") or []):

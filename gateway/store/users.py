@@ -22,8 +22,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from gateway.errors import Conflict, NotFound
 from gateway.store import audit
-from gateway.store.errors import Conflict, NotFound
 from gateway.store.models import AuditRow, UserRow
 from gateway.store.tokens import check_name, check_role
 

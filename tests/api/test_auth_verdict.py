@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from tests.api.conftest import Api
 
 
@@ -15,8 +15,8 @@ async def test_detail_shows_auth_verdict_and_qr(api: Api, seed: Callable[..., st
     part = PartReport("2", "qr.png", "image/png", "png", Action.CONVERTED,
                       reasons=("qr_listed",), qr=("hxxps://evil[.]example/x",))  # fmt: skip
     api.gw.store.record_report(
-        mid, parts=[part], tokens=[], subject="s", message_id="<m1@example.com>",
-        header_from="x", scan=ScanResult(clean=True, auth=verdict), timings={},
+        mid, MessageReport(parts=[part], tokens=[], subject="s", message_id="<m1@example.com>",
+        header_from="x", scan=ScanResult(clean=True, auth=verdict), timings={}),
     )  # fmt: skip
     r = await api.get(f"/api/v1/messages/{mid}", "viewer")
     assert r.status_code == 200

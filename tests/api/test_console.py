@@ -14,7 +14,7 @@ import pytest
 
 from gateway.api.console.session import COOKIE, LOGIN_COOKIE, SessionStore
 from gateway.api.main import create_app
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from gateway.relay import SmtpRelay
 from gateway.store.repository import Store
 from tests.api.conftest import ROLES, mini_gateway
@@ -94,13 +94,15 @@ def seed_quote(store: Store, *, subject: str = EVIL_SUBJECT) -> str:
     ]
     store.record_report(
         mid,
-        parts=parts,
-        tokens=["CHG_TEXT", "CONV_ATTACH", "DEL_ATTACH"],
-        subject=subject,
-        message_id=MID,
-        header_from="取引先 <sales@vendor.example.co.jp>",
-        scan=ScanResult(clean=True, signature=""),
-        timings={"scan": 0.01},
+        MessageReport(
+            parts=parts,
+            tokens=["CHG_TEXT", "CONV_ATTACH", "DEL_ATTACH"],
+            subject=subject,
+            message_id=MID,
+            header_from="取引先 <sales@vendor.example.co.jp>",
+            scan=ScanResult(clean=True, signature=""),
+            timings={"scan": 0.01},
+        ),
     )
     store.mark_delivered(mid, sanitized_copy(), 1)
     return mid

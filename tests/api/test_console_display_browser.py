@@ -11,7 +11,7 @@ from selenium.webdriver.chrome.webdriver import WebDriver
 from selenium.webdriver.common.by import By
 
 from gateway.api.server import start_admin
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from gateway.relay import SmtpRelay
 from gateway.settings import load_settings
 from gateway.store.repository import Store
@@ -49,13 +49,15 @@ def seed(store: Store) -> str:
     ]
     store.record_report(
         mid,
-        parts=parts,
-        tokens=["DEL_ATTACH"],
-        subject=f"請求書の送付 {RLO}fdp.exe",
-        message_id="<rlo@example.com>",
-        header_from=EVIL_FROM,
-        scan=ScanResult(clean=True, signature=""),
-        timings={},
+        MessageReport(
+            parts=parts,
+            tokens=["DEL_ATTACH"],
+            subject=f"請求書の送付 {RLO}fdp.exe",
+            message_id="<rlo@example.com>",
+            header_from=EVIL_FROM,
+            scan=ScanResult(clean=True, signature=""),
+            timings={},
+        ),
     )
     store.mark_quarantined(mid, "executable", "detail", 1)
     return mid

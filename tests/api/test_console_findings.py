@@ -8,7 +8,7 @@ import csv
 import io
 import time
 
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from gateway.store.repository import Store
 from tests.api.test_console import Console, csrf_of
 from tests.api.test_console import console as console  # noqa: F401 - fixture
@@ -52,8 +52,8 @@ def seed(store: Store, verdict: dict[str, object] | None = None) -> str:
         ),  # fmt: skip
     ]
     store.record_report(
-        mid, parts=parts, tokens=[], subject="請求書", message_id="<q@example.com>",
-        header_from="x", scan=ScanResult(clean=True, auth=verdict or VERDICT), timings={},
+        mid, MessageReport(parts=parts, tokens=[], subject="請求書", message_id="<q@example.com>",
+        header_from="x", scan=ScanResult(clean=True, auth=verdict or VERDICT), timings={}),
     )  # fmt: skip
     store.mark_delivered(mid, b"Subject: s\r\n\r\nbody\r\n", 1)
     return mid

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.api.console.render import ENV
 from gateway.api.display import real_extension, visible
+from gateway.model import MessageReport
 
 RLO_NAME = "請求書\u202efdp.exe"
 
@@ -64,15 +65,19 @@ async def test_api_shows_the_visible_form_and_keeps_the_raw_one(api: Any) -> Non
     )
     store.record_report(
         mid,
-        parts=[
-            PartReport("1", RLO_NAME, "application/pdf", "exe", Action.REMOVED, ("executable",), 10)
-        ],
-        tokens=["DEL_ATTACH"],
-        subject="件名\u202efdp.exe",
-        message_id="<m@x>",
-        header_from="\u202e<x@example.com>",
-        scan=ScanResult(clean=True, signature=""),
-        timings={},
+        MessageReport(
+            parts=[
+                PartReport(
+                    "1", RLO_NAME, "application/pdf", "exe", Action.REMOVED, ("executable",), 10
+                )
+            ],
+            tokens=["DEL_ATTACH"],
+            subject="件名\u202efdp.exe",
+            message_id="<m@x>",
+            header_from="\u202e<x@example.com>",
+            scan=ScanResult(clean=True, signature=""),
+            timings={},
+        ),
     )
     store.mark_quarantined(mid, "executable", "detail", 1)
     [item] = (await api.get("/api/v1/messages", "viewer")).json()["items"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.model import Action, PartReport
+from gateway.model import Action, MessageReport, PartReport
 from gateway.store.repository import Store
 from tests.api.conftest import Api
 from tests.store.seed import add_message
@@ -20,10 +20,7 @@ def _delivered_with_removed_parts(store: Store) -> str:
         index="2", filename="x.zip", declared_type="", detected_type="zip",
         action=Action.CONVERTED, reasons=("encrypted",), children=(inner,),
     )  # fmt: skip
-    values = Store.report_values(
-        parts=[outer], tokens=[], subject="s", message_id="<r@example>", header_from="",
-        scan=None, timings={},
-    )  # fmt: skip
+    values = MessageReport(parts=(outer,), subject="s", message_id="<r@example>")
     store.mark_delivered(mid, b"sanitized", 1, values)
     return mid
 

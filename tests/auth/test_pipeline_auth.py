@@ -95,6 +95,6 @@ async def test_verdict_reaches_the_record(
     assert outcome.report.scan is not None and outcome.report.scan.clean
     assert outcome.report.scan.auth["overall"] == "pass"
     # What the store keeps (and GET /api/v1/messages/{id} shows as "scan").
-    from gateway.store.repository import jsonable
+    from gateway.serialize import plain
 
-    assert jsonable(outcome.report.scan)["auth"]["dkim"][0]["result"] == "pass"
+    assert plain(outcome.report.scan)["auth"]["dkim"][0]["result"] == "pass"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from gateway.model import Action, PartReport, ScanResult
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from gateway.spool import JobMeta
 from gateway.store.repository import Store
 
@@ -64,16 +64,16 @@ def add_message(
         sha256="ab" * 32,
         outputs=("見積書.pdf",),
     )
-    store.record_report(
-        meta.id,
-        parts=[part],
-        tokens=["CHG_TEXT", "CONV_ATTACH"],
+    report = MessageReport(
+        parts=(part,),
+        tokens=("CHG_TEXT", "CONV_ATTACH"),
         subject="件名 hello",
         message_id=message_id,
         header_from="Sender <sender@example.com>",
         scan=ScanResult(clean=status != "quarantined", signature=""),
         timings={"scan": 0.01, "sanitize": 0.2},
     )
+    store.record_report(meta.id, report)
     if status == "delivered":
         store.mark_delivered(meta.id, b"Subject: sanitized\r\n\r\nclean\r\n", 1)
     elif status == "quarantined":

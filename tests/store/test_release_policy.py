@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gateway.errors import Conflict, Invalid, NotAllowed
 from gateway.model import ScanResult
-from gateway.store.errors import Conflict, Invalid, NotAllowed
 from gateway.store.models import ReleaseRequestRow
 from gateway.store.releases import Policy
 from gateway.store.repository import Store

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound
+from gateway.errors import Conflict, Invalid, NotAllowed, NotFound
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 from tests.store.seed import add_message

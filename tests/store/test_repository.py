@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from gateway.errors import Conflict, NotFound
 from gateway.spool import JobMeta
-from gateway.store.errors import Conflict, NotFound
 from gateway.store.repository import MessageQuery, Store
 from gateway.store.tokens import Principal
 from tests.store.seed import add_message, raw_mail

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from gateway.model import Action, PartReport, ScanResult
+from gateway.errors import Conflict, NotFound
+from gateway.model import Action, MessageReport, PartReport, ScanResult
 from gateway.store import unlocks
-from gateway.store.errors import Conflict, NotFound
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
 from gateway.store.unlocks import IN_FLIGHT_SECONDS, RateLimited, begin
@@ -24,9 +24,9 @@ def ppap_message(store: Store) -> str:  # noqa: F811
     mid = add_message(store, status="delivered")
     part = PartReport("1.2", "見積書.zip", "application/zip", "zip", Action.REMOVED,
                       ("encrypted",), 4000)  # fmt: skip
-    store.record_report(mid, parts=[part], tokens=["DEL_ATTACH"], subject="s",
+    store.record_report(mid, MessageReport(parts=[part], tokens=["DEL_ATTACH"], subject="s",
                         message_id="<m1@example.com>", header_from="a@example.com",
-                        scan=ScanResult(clean=True), timings={})  # fmt: skip
+                        scan=ScanResult(clean=True), timings={}))  # fmt: skip
     return mid
 
 
@@ -96,9 +96,9 @@ def _two_ppap_parts(store: Store) -> str:  # noqa: F811
         PartReport("1.3", "別紙.zip", "application/zip", "zip", Action.REMOVED,
                    ("encrypted",), 4000),
     ]  # fmt: skip
-    store.record_report(mid, parts=parts, tokens=["DEL_ATTACH"], subject="s",
+    store.record_report(mid, MessageReport(parts=parts, tokens=["DEL_ATTACH"], subject="s",
                         message_id="<m2@example.com>", header_from="a@example.com",
-                        scan=ScanResult(clean=True), timings={})  # fmt: skip
+                        scan=ScanResult(clean=True), timings={}))  # fmt: skip
     return mid
 
 

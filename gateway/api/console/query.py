@@ -17,18 +17,19 @@ from starlette.datastructures import QueryParams
 
 from gateway.api.params import sane_date
 from gateway.store.repository import MessageQuery
+from gateway.vocab import MessageStatus
 
 JST = ZoneInfo("Asia/Tokyo")
 PAGE_SIZE = 50
 STATUSES = (
-    "processing",
-    "deferred",
-    "delivered",
-    "quarantined",
-    "released",
-    "deleted",
-    "done",
-    "withheld",
+    MessageStatus.PROCESSING,
+    MessageStatus.DEFERRED,
+    MessageStatus.DELIVERED,
+    MessageStatus.QUARANTINED,
+    MessageStatus.RELEASED,
+    MessageStatus.DELETED,
+    MessageStatus.DONE,
+    MessageStatus.WITHHELD,
 )
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _LIMITS = {"message_id": 1000, "sender": 512, "recipient": 512}

@@ -13,7 +13,8 @@ from starlette.responses import HTMLResponse
 from gateway.api.console.findings import AUTH_REASON_LABELS, OVERALL_LABELS
 from gateway.api.console.query import JST
 from gateway.api.display import real_extension, visible
-from gateway.reasons import all_reasons, label_ja
+from gateway.reasons import Reason, all_reasons, label_ja
+from gateway.vocab import MessageStatus, ReleaseStatus
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,14 +31,14 @@ SECURITY_HEADERS = {
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 STATUS_LABELS = {
-    "processing": "処理中",
-    "deferred": "再送待ち",
-    "delivered": "配送済み",
-    "quarantined": "隔離",
-    "released": "解放済み",
-    "deleted": "原本削除済み",
-    "done": "完了",
-    "withheld": "保留",
+    MessageStatus.PROCESSING: "処理中",
+    MessageStatus.DEFERRED: "再送待ち",
+    MessageStatus.DELIVERED: "配送済み",
+    MessageStatus.QUARANTINED: "隔離",
+    MessageStatus.RELEASED: "解放済み",
+    MessageStatus.DELETED: "原本削除済み",
+    MessageStatus.DONE: "完了",
+    MessageStatus.WITHHELD: "保留",
 }
 ACTION_LABELS = {
     "kept": "再符号化して通過",
@@ -46,11 +47,11 @@ ACTION_LABELS = {
     "body": "本文として使用",
 }
 REQUEST_LABELS = {
-    "pending": "承認待ち",
-    "approved": "承認済み（配送中）",
-    "released": "解放済み",
-    "failed": "配送失敗",
-    "rejected": "却下",
+    ReleaseStatus.PENDING: "承認待ち",
+    ReleaseStatus.APPROVED: "承認済み（配送中）",
+    ReleaseStatus.RELEASED: "解放済み",
+    ReleaseStatus.FAILED: "配送失敗",
+    ReleaseStatus.REJECTED: "却下",
 }
 CATEGORY_LABELS = {
     "business_required": "業務上、原本の形式が必要",
@@ -161,6 +162,10 @@ def _env() -> Environment:
         error_text=error_text,
         reason_ja=label_ja,
         all_reasons=all_reasons,
+        # closed vocabularies: templates compare against members, never spelled strings
+        RS=ReleaseStatus,
+        MS=MessageStatus,
+        Reason=Reason,
     )
     return env
 

@@ -24,12 +24,13 @@ from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit,
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
+from gateway.errors import Conflict, Invalid, NotAllowed, NotFound, Refused
 from gateway.report_monthly import ENCODINGS, collect, parse_month
 from gateway.report_monthly import render as render_csv
-from gateway.store.errors import Conflict, Invalid, NotAllowed, NotFound, StoreError
 from gateway.store.releases import ExceptionCategory, same_person, signature_of
 from gateway.store.repository import Store
 from gateway.store.tokens import Principal
+from gateway.vocab import MessageStatus, ReleaseStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
@@ -40,7 +41,13 @@ _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 MAX_REASON = 2000
 MAX_TOKEN_FIELD = 256
 AUDIT_PAGE = 100
-REQUEST_STATUSES = ("pending", "approved", "released", "failed", "rejected")
+REQUEST_STATUSES = (
+    ReleaseStatus.PENDING,
+    ReleaseStatus.APPROVED,
+    ReleaseStatus.RELEASED,
+    ReleaseStatus.FAILED,
+    ReleaseStatus.REJECTED,
+)
 _CSS = (HERE / "static" / "console.css").read_bytes()
 MAX_SIGNATURE = 500
 _DOWNLOAD_HEADERS = {
@@ -118,7 +125,7 @@ async def posted(request: Request, permission: str = "") -> tuple[Session, dict[
     return session, form
 
 
-def store_error(exc: StoreError, session: Session) -> ConsoleError:
+def store_error(exc: Refused, session: Session) -> ConsoleError:
     status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, NotAllowed) else 409
     if isinstance(exc, Invalid):
         status = 422
@@ -310,16 +317,19 @@ async def message_detail(request: Request, mugai_id: str) -> Response:
         requests=requests,
         releasable=row.kind == "mail"
         and has_original
-        and row.status not in ("processing", "deferred", "deleted"),
+        and row.status
+        not in (MessageStatus.PROCESSING, MessageStatus.DEFERRED, MessageStatus.DELETED),
         signature=signature,
         allow_infected=store.policy.allow_infected,
         categories=[c.value for c in ExceptionCategory if c is not ExceptionCategory.EXCEPTION],
         open_request=any(
-            r.status in ("pending", "approved", "failed")
-            or (r.status == "released" and r.reopened_at is None)
+            r.status in (ReleaseStatus.PENDING, ReleaseStatus.APPROVED, ReleaseStatus.FAILED)
+            or (r.status == ReleaseStatus.RELEASED and r.reopened_at is None)
             for r in requests
         ),
-        reopenable=any(r.status == "released" and r.reopened_at is None for r in requests),
+        reopenable=any(
+            r.status == ReleaseStatus.RELEASED and r.reopened_at is None for r in requests
+        ),
         auth=auth_view(row.scan),  # issue 16
         qr=qr_rows(row.parts),
     )
@@ -337,7 +347,7 @@ async def download_original(request: Request, mugai_id: str) -> Response:
     try:
         # Audited in the same transaction that reads the bytes (as the API does).
         data = await asyncio.to_thread(store.read_original, mugai_id, session.principal)
-    except StoreError as exc:
+    except Refused as exc:
         raise store_error(exc, session) from exc
     log.info("job=%s original downloaded in console by=%s", mugai_id, session.principal.name)
     if row.kind == "mail":
@@ -366,7 +376,7 @@ async def request_release(request: Request, mugai_id: str) -> Response:
                 confirm_signature=signature,
             )
         )  # fmt: skip
-    except StoreError as exc:
+    except Refused as exc:
         raise store_error(exc, session) from exc
     log.info("job=%s release requested request=%s by=%s", mugai_id, row.id, row.requested_by)
     session.notice("ok", f"解放を申請しました（申請ID {row.id}）。承認者の承認をお待ちください。")
@@ -383,7 +393,7 @@ async def reopen_release(request: Request, mugai_id: str) -> Response:
         row = await asyncio.to_thread(
             ports(request).store.reopen_release, mugai_id, session.principal, reason
         )
-    except StoreError as exc:
+    except Refused as exc:
         raise store_error(exc, session) from exc
     log.info("job=%s release reopened request=%s by=%s", mugai_id, row.id, row.reopened_by)
     session.notice("ok", "再解放を許可しました。改めて解放申請と承認が必要です。")
@@ -394,9 +404,9 @@ async def reopen_release(request: Request, mugai_id: str) -> Response:
 @router.get("/releases")
 async def release_list(request: Request) -> Response:
     session = await current(request, "read")
-    status = request.query_params.get("status", "pending")
+    status = request.query_params.get("status", ReleaseStatus.PENDING)
     if status not in REQUEST_STATUSES and status != "all":
-        status = "pending"
+        status = ReleaseStatus.PENDING
     rows = await asyncio.to_thread(
         lambda: ports(request).store.release_requests(
             status="" if status == "all" else status, limit=100
@@ -416,7 +426,8 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
             if (
                 current_row is not None
                 and current_row.exception
-                and current_row.status in ("pending", "failed", "approved")
+                and current_row.status
+                in (ReleaseStatus.PENDING, ReleaseStatus.FAILED, ReleaseStatus.APPROVED)
                 and not same_person(current_row, session.principal)  # that refusal comes first
             ):
                 _acknowledged(form, session)
@@ -428,7 +439,7 @@ async def _decide(request: Request, rid: str, approve: bool) -> Response:
         else:
             row = await asyncio.to_thread(gw.store.reject_release, rid, session.principal, reason)
             ok = True
-    except StoreError as exc:
+    except Refused as exc:
         raise store_error(exc, session) from exc
     if not approve:
         session.notice("ok", f"解放申請 {rid} を却下しました。")

@@ -11,10 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from gateway.api.console.routes import _checked_id, ports, posted, see_other
-from gateway.errors import MugaiError, WrongPassword
+from gateway.errors import MugaiError, Refused, WrongPassword
 from gateway.mime.notice import REASONS_JA
 from gateway.sanitize.decrypt import MAX_PASSWORD_CHARS
-from gateway.store.errors import StoreError
 from gateway.store.unlocks import RateLimited
 from gateway.unlock import PART_PATTERN, unlock
 
@@ -65,7 +64,7 @@ async def unlock_form(request: Request, mugai_id: str) -> Response:
             f"{_label(exc.reason)}（約{exc.retry_after}秒後に再試行できます） {exc.reason}",
         )
         return back
-    except StoreError as exc:
+    except Refused as exc:
         session.notice("error", f"解除できません: {_label(exc.reason)} {exc.reason}")
         return back
     except WrongPassword as exc:

@@ -15,6 +15,7 @@ from gateway.api.schemas import ID_PATTERN
 from gateway.errors import SpoolError
 from gateway.spool import JobMeta, new_id
 from gateway.store.tokens import Principal
+from gateway.vocab import MessageStatus
 
 router = APIRouter(prefix="/api/v1/files", tags=["files"])
 FileId = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
@@ -83,15 +84,19 @@ async def upload_file(
     return {"id": meta.id, "status": "queued"}
 
 
+# What the uploader is told (DESIGN §4.5's file statuses), from the record's status. A file
+# job that hit the worker's catch-all is quarantined: for the uploader, withheld.
+_FILE_STATUS: dict[str, str] = {
+    MessageStatus.DONE: "done",
+    MessageStatus.WITHHELD: "withheld",
+    MessageStatus.QUARANTINED: "withheld",
+    MessageStatus.DELETED: "withheld",
+    MessageStatus.DEFERRED: "queued",
+}
+
+
 def _status(row_status: str) -> str:
-    # A file job that hit the worker's catch-all is quarantined: for the uploader, withheld.
-    return {
-        "done": "done",
-        "withheld": "withheld",
-        "quarantined": "withheld",
-        "deleted": "withheld",
-        "deferred": "queued",
-    }.get(row_status, "processing")
+    return _FILE_STATUS.get(row_status, "processing")
 
 
 @router.get("/{file_id}")
@@ -128,7 +133,7 @@ async def file_sanitized(
     row = await asyncio.to_thread(gw.store.get, file_id)
     if row is None or row.kind != "file":
         raise HTTPException(404, "not found")
-    if row.status != "done":
+    if row.status != MessageStatus.DONE:
         raise HTTPException(409, f"file is {_status(row.status)}")
     data = await asyncio.to_thread(gw.store.blob, file_id, "sanitized")
     if data is None:

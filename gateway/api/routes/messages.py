@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query
 from fastapi.responses import Response
 
-from gateway.api.deps import GatewayDep, GatewayPorts, http_error, require
+from gateway.api.deps import GatewayDep, GatewayPorts, require
 from gateway.api.disposition import content_disposition
 from gateway.api.params import SaneDatetime, SearchText
 from gateway.api.schemas import (
@@ -20,16 +20,13 @@ from gateway.api.schemas import (
     MessageSummary,
 )
 from gateway.reasons import Reason, all_reasons
-from gateway.store.errors import StoreError
 from gateway.store.models import MessageRow
 from gateway.store.repository import MessageQuery
 from gateway.store.tokens import Principal
+from gateway.vocab import MessageStatus
 
 router = APIRouter(prefix="/api/v1/messages", tags=["messages"])
 
-Status = Literal[
-    "processing", "deferred", "delivered", "quarantined", "released", "deleted", "done", "withheld"
-]
 MessageId = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
 _DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -38,7 +35,7 @@ _DOWNLOAD_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-s
 async def list_messages(
     who: Annotated[Principal, Depends(require("read"))],
     gw: GatewayDep,
-    status: Status | None = None,
+    status: MessageStatus | None = None,
     message_id: Annotated[SearchText, Query(max_length=1000)] = "",
     sender: Annotated[SearchText, Query(max_length=512)] = "",
     recipient: Annotated[SearchText, Query(max_length=512)] = "",
@@ -109,11 +106,8 @@ async def get_original(
     gw: GatewayDep,
 ) -> Response:
     row = await _message(gw, mugai_id)
-    try:
-        # Audited in the same transaction that reads the bytes: no read without its record.
-        data = await asyncio.to_thread(gw.store.read_original, mugai_id, who)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    # Audited in the same transaction that reads the bytes: no read without its record.
+    data = await asyncio.to_thread(gw.store.read_original, mugai_id, who)
     return _download(row, data, "")
 
 
@@ -139,10 +133,7 @@ async def delete_message(
     who: Annotated[Principal, Depends(require("delete"))],
     gw: GatewayDep,
 ) -> MessageDetail:
-    try:
-        row = await asyncio.to_thread(gw.store.delete_message, mugai_id, who)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    row = await asyncio.to_thread(gw.store.delete_message, mugai_id, who)
     return MessageDetail.model_validate(row)
 
 
@@ -153,8 +144,5 @@ async def legal_hold(
     who: Annotated[Principal, Depends(require("delete"))],
     gw: GatewayDep,
 ) -> MessageDetail:
-    try:
-        row = await asyncio.to_thread(gw.store.set_legal_hold, mugai_id, body.hold, who)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    row = await asyncio.to_thread(gw.store.set_legal_hold, mugai_id, body.hold, who)
     return MessageDetail.model_validate(row)

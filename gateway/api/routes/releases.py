@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from gateway.api.deps import GatewayDep, http_error, require
+from gateway.api.deps import GatewayDep, require
 from gateway.api.release_flow import approve_and_send
 from gateway.api.schemas import (
     ID_PATTERN,
@@ -25,14 +25,14 @@ from gateway.api.schemas import (
     ReleaseRequestOut,
     ReopenIn,
 )
-from gateway.store.errors import Conflict, StoreError
+from gateway.errors import Conflict
 from gateway.store.tokens import Principal
+from gateway.vocab import ReleaseStatus
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["releases"])
 
 Rid = Annotated[str, Path(pattern=ID_PATTERN, max_length=64)]
-RequestStatus = Literal["pending", "approved", "released", "failed", "rejected"]
 
 
 @router.post(
@@ -57,9 +57,7 @@ async def request_release(
     except Conflict as exc:
         if exc.detail:  # the open (or released) request that blocks this one
             return conflict_with_request(exc)
-        raise http_error(exc) from exc
-    except StoreError as exc:
-        raise http_error(exc) from exc
+        raise
     log.info("job=%s release requested request=%s by=%s", mugai_id, row.id, who.name)
     return ReleaseRequestOut.model_validate(row)
 
@@ -80,10 +78,7 @@ async def reopen_release(
     gw: GatewayDep,
 ) -> ReleaseRequestOut:
     """Admin only: a released message may be released once more (audited with the reason)."""
-    try:
-        row = await asyncio.to_thread(gw.store.reopen_release, mugai_id, who, body.reason)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    row = await asyncio.to_thread(gw.store.reopen_release, mugai_id, who, body.reason)
     log.info("job=%s release reopened request=%s by=%s", mugai_id, row.id, who.name)
     return ReleaseRequestOut.model_validate(row)
 
@@ -92,7 +87,7 @@ async def reopen_release(
 async def list_requests(
     who: Annotated[Principal, Depends(require("read"))],
     gw: GatewayDep,
-    status: RequestStatus | None = None,
+    status: ReleaseStatus | None = None,
     message: Annotated[str, Query(pattern=ID_PATTERN, max_length=64)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     cursor: Annotated[str, Query(pattern=ID_PATTERN, max_length=64)] = "",
@@ -134,19 +129,16 @@ async def approve(
     body: Annotated[ApproveIn | None, Body()] = None,
 ) -> Any:
     body = body or ApproveIn()
-    try:
-        outcome = await approve_and_send(
-            gw.store,
-            gw.relay,
-            gw.scanner,
-            rid,
-            who,
-            body.rcpt_tos,
-            body.reason,
-            body.confirm_signature,
-        )
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    outcome = await approve_and_send(
+        gw.store,
+        gw.relay,
+        gw.scanner,
+        rid,
+        who,
+        body.rcpt_tos,
+        body.reason,
+        body.confirm_signature,
+    )
     out = ReleaseRequestOut.model_validate(outcome.request)
     if not outcome.ok:
         return JSONResponse(out.model_dump(mode="json"), status_code=502)
@@ -161,8 +153,5 @@ async def reject(
     body: Annotated[RejectIn | None, Body()] = None,
 ) -> ReleaseRequestOut:
     body = body or RejectIn()
-    try:
-        row = await asyncio.to_thread(gw.store.reject_release, rid, who, body.reason)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    row = await asyncio.to_thread(gw.store.reject_release, rid, who, body.reason)
     return ReleaseRequestOut.model_validate(row)

@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path
 
-from gateway.api.deps import GatewayDep, http_error, require
+from gateway.api.deps import GatewayDep, require
 from gateway.api.schemas import TokenCreated, TokenIn, TokenList, TokenOut
-from gateway.store.errors import StoreError
 from gateway.store.tokens import Principal
 
 router = APIRouter(prefix="/api/v1/tokens", tags=["tokens"])
@@ -31,10 +30,7 @@ async def create_token(
     gw: GatewayDep,
 ) -> TokenCreated:
     # Issued to the person NAME (created with ROLE when absent; a different role is 409).
-    try:
-        plain, row = await asyncio.to_thread(gw.store.create_token, body.name, body.role, who.actor)
-    except StoreError as exc:
-        raise http_error(exc) from exc
+    plain, row = await asyncio.to_thread(gw.store.create_token, body.name, body.role, who.actor)
     fields = TokenOut.model_validate(row).model_dump()
     return TokenCreated.model_validate({**fields, "token": plain})
 

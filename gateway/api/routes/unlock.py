@@ -27,10 +27,9 @@ from gateway.errors import (
     WrongPassword,
 )
 from gateway.sanitize.decrypt import MAX_PASSWORD_CHARS
-from gateway.store.errors import Conflict, NotAllowed, NotFound, StoreError
 from gateway.store.tokens import Principal
-from gateway.store.unlocks import RateLimited
 from gateway.unlock import PART_PATTERN, Unlocked, unlock
+from gateway.vocab import MessageStatus
 
 router = APIRouter(tags=["unlock"])
 
@@ -102,18 +101,6 @@ def _mugai_error(exc: MugaiError, remaining: int | None) -> JSONResponse:
     return _error(422, exc.reason)  # virus inside, unsupported, limits, nothing left
 
 
-def _store_error(exc: StoreError) -> JSONResponse:
-    if isinstance(exc, RateLimited):
-        return _error(429, exc.reason, retry_after=exc.retry_after)
-    if isinstance(exc, NotFound):
-        return _error(404, exc.reason)
-    if isinstance(exc, NotAllowed):
-        return _error(403, exc.reason)
-    if isinstance(exc, Conflict):
-        return _error(409, exc.reason)
-    return _error(400, exc.reason)
-
-
 def unlocked_out(done: Unlocked) -> UnlockOut:
     reasons: set[str] = set()
     stack = [done.report]
@@ -124,7 +111,7 @@ def unlocked_out(done: Unlocked) -> UnlockOut:
     return UnlockOut(
         id=done.mugai_id,
         part=done.part,
-        status="delivered",
+        status=MessageStatus.DELIVERED,
         message_id=done.message_id,
         accepted=list(done.accepted),
         rejected=done.rejected,
@@ -173,8 +160,6 @@ async def unlock_part(
             password=body.password,
             who=who,
         )
-    except StoreError as exc:
-        return _store_error(exc)
     except MugaiError as exc:
         remaining = None
         if isinstance(exc, WrongPassword):
