@@ -15,7 +15,7 @@ WORKDIR /src
 COPY pyproject.toml ./
 COPY gateway ./gateway
 RUN python3 -m venv /opt/mugai/venv \
- && /opt/mugai/venv/bin/pip install --no-cache-dir . \
+ && /opt/mugai/venv/bin/pip install --no-cache-dir '.[postgres]' \
  && /opt/mugai/venv/bin/python -m compileall -q /opt/mugai/venv
 
 FROM ${DEBIAN_IMAGE}

@@ -7,6 +7,7 @@ embedded defaults below (which alone make a complete working config).
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from pathlib import Path
@@ -148,9 +149,27 @@ class ClamavSettings(_Section):
     max_stream_bytes: int = Field(100 * 1024 * 1024, gt=0)
 
 
+def _have(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
 class StorageSettings(_Section):
     data_dir: Path = Path("var")
     database_url: SecretStr = SecretStr("")
+
+    @field_validator("database_url")
+    @classmethod
+    def _driver_installed(cls, value: SecretStr) -> SecretStr:
+        # Refused at start-up and by check-config, not at the first write: the postgres
+        # extra (psycopg) is optional, SQLite needs nothing.
+        url = value.get_secret_value()
+        if url.startswith(("postgresql", "postgres:")) and not _have("psycopg"):
+            raise ValueError("PostgreSQL needs the postgres extra: pip install 'mugai[postgres]'")
+        return value
 
 
 class AdminSettings(_Section):

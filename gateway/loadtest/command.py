@@ -13,9 +13,7 @@ import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
-
-from rich.console import Console
+from typing import TYPE_CHECKING, TextIO
 
 from gateway.loadtest.progress import PlainProgress, ProgressSink, RichProgress
 from gateway.loadtest.relaywatch import RelayWatch, WatchSpecError, parse_watch
@@ -23,7 +21,11 @@ from gateway.loadtest.replay import ReplayConfig, replay
 from gateway.loadtest.report import Stats, render_summary, to_json
 from gateway.loadtest.sources import DEFAULT_MAX_BYTES, Item, estimate_count, iter_items
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+NEEDS_EXTRA = "mugai replay needs the replay extra (rich): pip install 'mugai[replay]'"
 
 
 class UsageError(Exception):
@@ -152,6 +154,11 @@ async def run_async(args: argparse.Namespace) -> int:
         watch: RelayWatch | None = parse_watch(args.wait_relay) if args.wait_relay else None
     except (UsageError, WatchSpecError) as exc:
         print(f"mugai replay: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        from rich.console import Console
+    except ImportError:
+        print(f"mugai replay: {NEEDS_EXTRA}", file=sys.stderr)
         return EXIT_USAGE
     paths = [Path(s) for s in args.sources]
     max_bytes = int(args.max_size)

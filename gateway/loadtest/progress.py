@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Protocol, TextIO
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-)
+from typing import TYPE_CHECKING, Protocol, TextIO
 
 from gateway.loadtest.report import Stats
+
+if TYPE_CHECKING:  # rich is the replay extra: imported where a bar is drawn
+    from rich.console import Console
+    from rich.progress import TaskID
 
 
 class ProgressSink(Protocol):
@@ -65,6 +59,14 @@ class PlainProgress:
 
 class RichProgress:
     def __init__(self, console: Console, total: int | None) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         self._bar = Progress(
             TextColumn("[bold]replay"),
             BarColumn(),

@@ -6,10 +6,10 @@ import math
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+if TYPE_CHECKING:  # rich is the replay extra: imported where the summary is drawn
+    from rich.console import Console
 
 
 @dataclass
@@ -111,6 +111,8 @@ def _counts(counter: Counter[str]) -> str:
 
 
 def render_summary(stats: Stats, console: Console) -> None:
+    from rich.table import Table
+
     data = to_json(stats)
     table = Table(title=f"mugai replay → {stats.target}", show_header=False)
     table.add_column("metric", style="bold")

@@ -29,7 +29,7 @@ def database_url(url: str, data_dir: Path) -> str:
     if not url:
         return f"sqlite:///{(data_dir / 'mugai.db').resolve()}"
     if url.startswith("postgresql://") or url.startswith("postgres://"):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
 
 
