@@ -40,6 +40,7 @@ from typing import Literal
 
 from gateway.errors import IsolationUnavailable
 from gateway.sanitize import jail
+from gateway.sanitize.cgroup import CGROUPS, Group
 
 log = logging.getLogger(__name__)
 
@@ -184,6 +185,8 @@ def reap_leftovers() -> int:
                 killed += 1
     for leftover in Path(tempfile.gettempdir()).glob(f"mugai-*-{_instance}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
+    # Groups of a dead gateway (root only): whatever is still in them dies with them.
+    CGROUPS.sweep()
     if killed:
         log.warning("killed %d converter processes left by a previous run", killed)
     return killed
@@ -237,6 +240,7 @@ def _kill_tree(pid: int) -> None:
 
 _homes_lock = threading.Lock()
 _spawn_homes: dict[int, str] = {}
+_spawn_groups: dict[int, Group] = {}
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
@@ -250,8 +254,11 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
                 stream.close()
     with _homes_lock:
         home = _spawn_homes.pop(proc.pid, None)
+        group = _spawn_groups.pop(proc.pid, None)
     if home is not None:
         shutil.rmtree(home, ignore_errors=True)
+    if group is not None:
+        group.remove()
 
 
 # --- starting ------------------------------------------------------------------------------
@@ -265,6 +272,7 @@ class _Prepared:
     fds: list[int]
     home: str | None  # host HOME to remove afterwards (isolation off only)
     jailed: bool
+    group: Group | None = None  # the child's cgroup (root only), removed afterwards
 
 
 def _prepare(
@@ -276,21 +284,34 @@ def _prepare(
 ) -> _Prepared:
     if not argv:
         raise ValueError("empty argv")
-    if _jailed(network):
+    jailed = _jailed(network)
+    try:
+        # Outermost step: the group is joined before the jail or anything untrusted starts.
+        group = CGROUPS.create(
+            max_tasks=limits.max_processes, memory_bytes=limits.memory_mb * 1024 * 1024
+        )
+    except OSError as exc:  # cgroups are in use here, and this child would escape them
+        raise IsolationUnavailable(f"converter cgroup unavailable: {exc}") from exc
+    enter = group.prefix() if group is not None else []
+    if jailed:
         full, fds = jail.command(
             argv, _rlimit_prefix(limits), workdir=workdir, tmp_mb=limits.tmp_mb
         )
-        return _Prepared(full, _environment(env, jail.INSIDE_TMP), None, fds, None, True)
+        env_ = _environment(env, jail.INSIDE_TMP)
+        return _Prepared([*enter, *full], env_, None, fds, None, True, group)
     home = work_dir("home")
     return _Prepared(
-        [*_rlimit_prefix(limits), *argv], _environment(env, home), workdir or home, [], home, False
-    )
+        [*enter, *_rlimit_prefix(limits), *argv],
+        _environment(env, home), workdir or home, [], home, False, group,
+    )  # fmt: skip
 
 
 def _discard(prep: _Prepared) -> None:
     jail.close_fds(prep.fds)
     if prep.home is not None:
         shutil.rmtree(prep.home, ignore_errors=True)
+    if prep.group is not None:
+        prep.group.remove()
 
 
 # Long-lived children are started from one thread that lives as long as the process: the
@@ -344,9 +365,11 @@ def spawn(
         _discard(prep)
         raise
     jail.close_fds(prep.fds)
-    if prep.home is not None:
-        with _homes_lock:
+    with _homes_lock:
+        if prep.home is not None:
             _spawn_homes[proc.pid] = prep.home
+        if prep.group is not None:
+            _spawn_groups[proc.pid] = prep.group
     return proc
 
 
@@ -394,6 +417,8 @@ def run(
     with contextlib.ExitStack() as cleanup:
         if prep.home is not None:
             cleanup.callback(shutil.rmtree, prep.home, ignore_errors=True)
+        if prep.group is not None:
+            cleanup.callback(prep.group.remove)
         try:
             out, err, killed = _pump(proc, stdin, limits, deadline, sink)
         finally:
