@@ -15,11 +15,14 @@ they become visible, and before the SMTP 250 is sent.
 
 from __future__ import annotations
 
+import heapq
 import json
+import math
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,8 +88,17 @@ def _fsync_dir(path: Path) -> None:
 
 
 class Spool:
-    def __init__(self, root: Path) -> None:
+    """``rescan_every``: claims are served from an in-memory index of ready jobs (filled by
+    this process's own ``put`` and ``release``), and the directories are scanned again only
+    when it runs dry or after this many seconds — for jobs another process put, deferred jobs
+    that became due, and anything the index missed. A scan per claim cost 30 ms at a depth of
+    3,000 (issue 14)."""
+
+    def __init__(self, root: Path, *, rescan_every: float = 1.0) -> None:
         self.root = root
+        self.rescan_every = rescan_every
+        self._index: list[tuple[str, str]] = []  # heap of (sort key, path) of ready jobs
+        self._scanned = -math.inf  # time.monotonic() of the last scan
         self.tmp = root / "tmp"
         self.queue = root / "queue"
         self.active = root / "active"
@@ -122,7 +134,10 @@ class Spool:
         """Make a job durable in queue/. Returns only after file and directory fsync."""
         if not meta.received_at:
             meta = replace(meta, received_at=time.time())
-        self._write_durable(meta, data, self.queue / f"{meta.id}{_SUFFIX}")
+        final = self.queue / f"{meta.id}{_SUFFIX}"
+        self._write_durable(meta, data, final)
+        with self._lock:
+            heapq.heappush(self._index, (meta.id, str(final)))
         return meta
 
     # -- claiming -------------------------------------------------------------
@@ -144,16 +159,35 @@ class Spool:
         ready.sort()
         return ready
 
+    def _rescan(self, now: float) -> None:
+        # _candidates is sorted, and a sorted list is a heap.
+        self._index = [(key, str(path)) for key, path in self._candidates(now)]
+        self._scanned = time.monotonic()
+
+    def _next_ready(self, now: float) -> Iterator[tuple[str, str]]:
+        if not self._index or time.monotonic() - self._scanned >= self.rescan_every:
+            self._rescan(now)
+            rescanned = True
+        else:
+            rescanned = False
+        while True:
+            while self._index:
+                yield heapq.heappop(self._index)
+            if rescanned:
+                return
+            self._rescan(now)  # the index ran dry: what did others put meanwhile?
+            rescanned = True
+
     def claim(self, now: float | None = None) -> Job | None:
         """Take the oldest ready job (ids are time-ordered) by renaming it into active/."""
         now = time.time() if now is None else now
         with self._lock:
-            for job_id, path in self._candidates(now):
+            for job_id, path in self._next_ready(now):
                 target = self.active / f"{job_id}{_SUFFIX}"
                 try:
                     os.rename(path, target)
                 except FileNotFoundError:
-                    continue  # taken meanwhile
+                    continue  # taken meanwhile (another worker process, or already done)
                 try:
                     with open(target, "rb") as fh:
                         meta = JobMeta.from_json(fh.readline())
@@ -209,6 +243,8 @@ class Spool:
                 continue  # claimed meanwhile
         if moved:
             _fsync_dir(self.deferred)
+            with self._lock:
+                self._scanned = -math.inf  # due now: the next claim scans
         return moved
 
     def postpone(self, job: Job, due: float) -> None:
@@ -222,6 +258,8 @@ class Spool:
         """Give a claimed job back unchanged (e.g. on shutdown)."""
         os.rename(job.path, self.queue / job.path.name)
         _fsync_dir(self.queue)
+        with self._lock:
+            heapq.heappush(self._index, (job.id, str(self.queue / job.path.name)))
 
     # -- boot and stats ---------------------------------------------------------
     def recover(self) -> int:

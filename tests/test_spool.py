@@ -110,3 +110,65 @@ def test_expedite_makes_deferred_jobs_due_in_arrival_order(tmp_path: Path) -> No
         order.append(job.id)
         spool.done(job)
     assert order == ids
+
+
+# --- the ready index (issue 14): claims without a directory scan each ------------------
+
+
+def _count_scans(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    import gateway.spool as spool_module
+
+    seen: list[str] = []
+    real = spool_module.os.scandir
+
+    def counting(path: object) -> object:
+        seen.append(str(path))
+        return real(path)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(spool_module.os, "scandir", counting)
+    return seen
+
+
+def test_claims_come_from_the_index_not_a_scan_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = Spool(tmp_path, rescan_every=3600)
+    spool.claim()  # the boot scan (empty)
+    ids = [spool.put(meta(), b"x").id for _ in range(200)]
+    scans = _count_scans(monkeypatch)
+    claimed = [job.id for job in iter(spool.claim, None)]
+    assert claimed == sorted(ids)  # oldest id first (ids are ms-ordered), each exactly once
+    # One scan when the index ran dry at the end (queue/ and deferred/), none per claim.
+    assert len(scans) == 2, scans
+
+
+def test_a_job_another_process_put_is_claimed(tmp_path: Path) -> None:
+    mine, other = Spool(tmp_path, rescan_every=3600), Spool(tmp_path, rescan_every=3600)
+    a = mine.put(meta(), b"a")
+    b = other.put(meta(), b"b")  # not in mine's index
+    first, second = mine.claim(), mine.claim()
+    assert first is not None and second is not None
+    assert (first.id, second.id) == (a.id, b.id)
+    assert other.claim() is None  # its index entry was taken by the other process: skipped
+
+
+def test_an_older_job_from_elsewhere_is_found_on_the_timer(tmp_path: Path) -> None:
+    mine, other = Spool(tmp_path, rescan_every=0.0), Spool(tmp_path)
+    older = other.put(meta(), b"old")
+    newer = mine.put(meta(), b"new")
+    job = mine.claim()
+    assert job is not None and job.id == older.id  # rescan due: the oldest wins again
+    nxt = mine.claim()
+    assert nxt is not None and nxt.id == newer.id
+
+
+def test_a_deferred_job_comes_back_when_due(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, rescan_every=3600)
+    spool.put(meta(), b"x")
+    job = spool.claim()
+    assert job is not None
+    now = time.time()
+    spool.defer(job, now + 100)
+    assert spool.claim(now=now) is None
+    again = spool.claim(now=now + 101)
+    assert again is not None and again.id == job.id and again.meta.attempts == 1
