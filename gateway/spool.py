@@ -300,8 +300,9 @@ class Spool:
             return "queued"
         if (self.active / f"{job_id}{_SUFFIX}").exists():
             return "processing"
-        if any(e.name.endswith(f"_{job_id}{_SUFFIX}") for e in os.scandir(self.deferred)):
-            return "queued"
+        with os.scandir(self.deferred) as entries:  # any() may stop early: close the iterator
+            if any(e.name.endswith(f"_{job_id}{_SUFFIX}") for e in entries):
+                return "queued"
         return None
 
     def stats(self, now: float | None = None) -> dict[str, tuple[int, float]]:
