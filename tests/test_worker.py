@@ -4,6 +4,7 @@ fakes inject failures (a store that raises, a spool whose claim blows up)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,6 +26,7 @@ from gateway.worker import Health, Worker, readiness
 from tests.plugins.clamd import EICAR
 from tests.plugins.gateway import make_settings
 from tests.plugins.smtp_sink import Sink
+from tests.waiting import eventually_async
 
 RCPT = "user@town.example.lg.jp"
 
@@ -269,12 +271,12 @@ async def test_dead_slot_is_restarted_with_backoff(rig_factory: Callable[..., Ri
         await rig.sink.wait_for(1, timeout=60)
         assert WORKER_RESTARTS._value.get() == before + 3
         assert rig.worker.health.restarts == 3 and rig.worker.health.alive == 1
-        for _ in range(100):
+
+        def delivered() -> None:
             row = rig.store.get(meta.id)
-            if row is not None and row.status == "delivered":
-                break
-            await asyncio.sleep(0.05)
-        assert row is not None and row.status == "delivered"
+            assert row is not None and row.status == "delivered", row
+
+        await eventually_async(delivered, timeout=5, interval=0.05)
     finally:
         rig.worker.stop()
         task.cancel()
@@ -343,10 +345,8 @@ async def test_readyz_reports_dead_workers(gateway_factory: Any) -> None:
 
     gw.spool.claim = broken  # type: ignore[method-assign]
     gw.wakeup.set()
-    for _ in range(100):
-        if gw.worker.health.alive == 0:
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # readyz below says how many are alive
+        await eventually_async(lambda: gw.worker.health.alive == 0, timeout=5, interval=0.05)
     code, body = await readyz(gw)
     assert code == 503 and body["checks"]["workers"] is False, body
     assert body["problems"]["workers"] == "2 of 2 worker slots dead"
@@ -366,11 +366,13 @@ async def test_readyz_reports_stalled_workers(gateway_factory: Any) -> None:
     gw.pipeline.process = stuck  # type: ignore[assignment]
     await asend(gw, mail("first"))
     await asend(gw, mail("second"))  # waits behind the stuck one
-    for _ in range(100):
+
+    async def stalled() -> tuple[int, Any]:
         code, body = await readyz(gw)
-        if not body["checks"]["progress"]:
-            break
-        await asyncio.sleep(0.1)
+        assert not body["checks"]["progress"], body
+        return code, body
+
+    code, body = await eventually_async(stalled, timeout=10)
     assert code == 503 and "1 jobs waiting" in body["problems"]["progress"], body
     assert body["checks"]["workers"] is True  # alive, but not moving
     release.set()
@@ -496,9 +498,8 @@ async def test_nothing_else_is_claimed_while_a_suspect_runs(
         return all(rig.store.status(j) == "delivered" for j in [*suspects, *normal])
 
     try:
-        deadline = time.monotonic() + 60
-        while not all_delivered() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+            await eventually_async(all_delivered, timeout=60)
     finally:
         rig.worker.stop()
         task.cancel()

@@ -45,6 +45,7 @@ from tests.reliability.fakes import (
     tiny_pdf,
     zombies_and_converters,
 )
+from tests.waiting import eventually_async
 
 DOMAIN = "town.example.lg.jp"
 RCPTS = tuple(f"{name}@{DOMAIN}" for name in ("sato", "suzuki", "takahashi"))
@@ -152,18 +153,19 @@ async def until(
     gw: Gateway | None = None,
     step: float = 0.1,
 ) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def check() -> bool:
         value = pred()
         if not isinstance(value, bool):
             value = await value
-        if value:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        if gw is not None:
+        if not value and gw is not None:
             gw.wakeup.set()
-        await asyncio.sleep(step)
+        return value
+
+    # A scenario reports what it reached rather than failing, hence a bool, not a raise.
+    try:
+        return await eventually_async(check, timeout=timeout, interval=step)
+    except AssertionError:
+        return False
 
 
 async def start_sink(port: int = 0) -> Sink:
