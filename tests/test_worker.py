@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import sqlite3
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,13 +18,14 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gateway.metrics import CRASH_LOOPS, OUTCOME_FAILURES, WORKER_RESTARTS
+from gateway.model import CleanFile
 from gateway.pipeline import Pipeline
 from gateway.relay import SmtpRelay
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import RECOVERIES, Job, JobMeta, Spool, new_id
 from gateway.store.repository import Store, database_url
-from gateway.worker import Health, Worker, readiness
+from gateway.worker import Health, Worker, bundle_files, readiness
 from tests.plugins.clamd import EICAR
 from tests.plugins.gateway import make_settings
 from tests.plugins.smtp_sink import Sink
@@ -314,6 +317,19 @@ def test_readiness_names_each_problem() -> None:
     health.last_progress = time.monotonic() - 1000
     assert "progress" in readiness(health, 5, 900)
     assert readiness(health, 0, 900) == {}  # nothing waiting is not a stall
+
+
+def test_bundle_files_passes_one_file_as_is_and_zips_several_with_unique_names() -> None:
+    pdf = CleanFile("見積.pdf", "application/pdf", b"%PDF-1.7\n")
+    assert bundle_files((pdf,)) == pdf.data
+    same = CleanFile("見積.pdf", "application/pdf", b"%PDF-1.7\nsecond")
+    bare = CleanFile("README", "text/plain", b"a")
+    files = (pdf, same, CleanFile("見積.pdf", "application/pdf", b"3"), bare, bare)
+    with zipfile.ZipFile(io.BytesIO(bundle_files(files))) as zf:
+        assert zf.namelist() == ["見積.pdf", "見積-2.pdf", "見積-3.pdf", "README", "README-2"]
+        assert zf.read("見積-2.pdf") == same.data and zf.read("README-2") == b"a"
+        # Japanese names are marked UTF-8 (else unzip tools guess CP437 or CP932).
+        assert all(i.flag_bits & 0x800 for i in zf.infolist() if not i.filename.isascii())
 
 
 @pytest.mark.parametrize("null", ["", "<>"])
