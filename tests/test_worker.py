@@ -4,8 +4,11 @@ fakes inject failures (a store that raises, a spool whose claim blows up)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import sqlite3
 import time
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,16 +18,18 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from gateway.metrics import CRASH_LOOPS, OUTCOME_FAILURES, WORKER_RESTARTS
+from gateway.model import CleanFile
 from gateway.pipeline import Pipeline
 from gateway.relay import SmtpRelay
 from gateway.scan.clamd import ClamdScanner
 from gateway.settings import Settings
 from gateway.spool import RECOVERIES, Job, JobMeta, Spool, new_id
 from gateway.store.repository import Store, database_url
-from gateway.worker import Health, Worker, readiness
+from gateway.worker import Health, Worker, bundle_files, readiness
 from tests.plugins.clamd import EICAR
 from tests.plugins.gateway import make_settings
 from tests.plugins.smtp_sink import Sink
+from tests.waiting import eventually_async
 
 RCPT = "user@town.example.lg.jp"
 
@@ -269,12 +274,12 @@ async def test_dead_slot_is_restarted_with_backoff(rig_factory: Callable[..., Ri
         await rig.sink.wait_for(1, timeout=60)
         assert WORKER_RESTARTS._value.get() == before + 3
         assert rig.worker.health.restarts == 3 and rig.worker.health.alive == 1
-        for _ in range(100):
+
+        def delivered() -> None:
             row = rig.store.get(meta.id)
-            if row is not None and row.status == "delivered":
-                break
-            await asyncio.sleep(0.05)
-        assert row is not None and row.status == "delivered"
+            assert row is not None and row.status == "delivered", row
+
+        await eventually_async(delivered, timeout=5, interval=0.05)
     finally:
         rig.worker.stop()
         task.cancel()
@@ -314,6 +319,19 @@ def test_readiness_names_each_problem() -> None:
     assert readiness(health, 0, 900) == {}  # nothing waiting is not a stall
 
 
+def test_bundle_files_passes_one_file_as_is_and_zips_several_with_unique_names() -> None:
+    pdf = CleanFile("見積.pdf", "application/pdf", b"%PDF-1.7\n")
+    assert bundle_files((pdf,)) == pdf.data
+    same = CleanFile("見積.pdf", "application/pdf", b"%PDF-1.7\nsecond")
+    bare = CleanFile("README", "text/plain", b"a")
+    files = (pdf, same, CleanFile("見積.pdf", "application/pdf", b"3"), bare, bare)
+    with zipfile.ZipFile(io.BytesIO(bundle_files(files))) as zf:
+        assert zf.namelist() == ["見積.pdf", "見積-2.pdf", "見積-3.pdf", "README", "README-2"]
+        assert zf.read("見積-2.pdf") == same.data and zf.read("README-2") == b"a"
+        # Japanese names are marked UTF-8 (else unzip tools guess CP437 or CP932).
+        assert all(i.flag_bits & 0x800 for i in zf.infolist() if not i.filename.isascii())
+
+
 @pytest.mark.parametrize("null", ["", "<>"])
 async def test_bounce_with_null_sender_is_delivered(
     rig_factory: Callable[..., Rig], null: str
@@ -343,10 +361,8 @@ async def test_readyz_reports_dead_workers(gateway_factory: Any) -> None:
 
     gw.spool.claim = broken  # type: ignore[method-assign]
     gw.wakeup.set()
-    for _ in range(100):
-        if gw.worker.health.alive == 0:
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(AssertionError):  # readyz below says how many are alive
+        await eventually_async(lambda: gw.worker.health.alive == 0, timeout=5, interval=0.05)
     code, body = await readyz(gw)
     assert code == 503 and body["checks"]["workers"] is False, body
     assert body["problems"]["workers"] == "2 of 2 worker slots dead"
@@ -366,11 +382,13 @@ async def test_readyz_reports_stalled_workers(gateway_factory: Any) -> None:
     gw.pipeline.process = stuck  # type: ignore[assignment]
     await asend(gw, mail("first"))
     await asend(gw, mail("second"))  # waits behind the stuck one
-    for _ in range(100):
+
+    async def stalled() -> tuple[int, Any]:
         code, body = await readyz(gw)
-        if not body["checks"]["progress"]:
-            break
-        await asyncio.sleep(0.1)
+        assert not body["checks"]["progress"], body
+        return code, body
+
+    code, body = await eventually_async(stalled, timeout=10)
     assert code == 503 and "1 jobs waiting" in body["problems"]["progress"], body
     assert body["checks"]["workers"] is True  # alive, but not moving
     release.set()
@@ -496,9 +514,8 @@ async def test_nothing_else_is_claimed_while_a_suspect_runs(
         return all(rig.store.status(j) == "delivered" for j in [*suspects, *normal])
 
     try:
-        deadline = time.monotonic() + 60
-        while not all_delivered() and time.monotonic() < deadline:
-            await asyncio.sleep(0.1)
+        with contextlib.suppress(AssertionError):  # the assertions below say what is missing
+            await eventually_async(all_delivered, timeout=60)
     finally:
         rig.worker.stop()
         task.cancel()

@@ -29,6 +29,7 @@ from gateway.spool import Spool
 from gateway.store.repository import Store
 from tests.api.conftest import MiniGateway
 from tests.plugins.smtp_sink import Sink
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(300)
 MiB = 1 << 20
@@ -249,13 +250,16 @@ async def test_concurrent_uploads_are_capped_per_token(limited: Running) -> None
             for sock in held:
                 sock.close()
             held.clear()
-            for _ in range(100):  # the server notices the disconnects and frees the slots
+
+            async def upload() -> httpx.Response:
                 r = await c.post(
                     "/api/v1/files", files=files, headers={"Authorization": f"Bearer {token}"}
                 )
-                if r.status_code != 429:
-                    break
-                await asyncio.sleep(0.1)
+                assert r.status_code != 429, r.text
+                return r
+
+            # The server notices the disconnects and frees the slots.
+            r = await eventually_async(upload, timeout=10)
             assert r.status_code == 202, r.text
     finally:
         for sock in held:
@@ -380,9 +384,9 @@ async def test_connection_cap_answers_503_then_recovers(tmp_path: Path, smtp_sin
             for sock in idle:
                 sock.close()
         async with httpx.AsyncClient(base_url=run.base, timeout=30) as c:
-            for _ in range(100):
+
+            async def healthy() -> None:
                 r = await c.get("/healthz")
-                if r.status_code == 200:
-                    break
-                await asyncio.sleep(0.1)
-            assert r.status_code == 200
+                assert r.status_code == 200, r.status_code
+
+            await eventually_async(healthy, timeout=10)

@@ -31,6 +31,7 @@ from tests.api.conftest import mini_gateway
 from tests.api.test_console import MID, ORIGINAL, SANITIZED_TEXT, seed_quote
 from tests.plugins.smtp_sink import Sink
 from tests.store.seed import add_message
+from tests.waiting import eventually
 
 CHROMIUM = os.environ.get("MUGAI_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("MUGAI_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -119,13 +120,8 @@ def no_console_errors(driver: WebDriver) -> None:
 
 
 def poll(check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + WAIT
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("condition not met")
+    # A falsy result, None included, is "not yet" here (callers return ``... or None``).
+    return eventually(lambda: check() or False, timeout=WAIT)
 
 
 def story(

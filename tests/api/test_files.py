@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from gateway.api.server import start_admin
 from tests.checks import check_clean_file
 from tests.ingress.test_watch import js_pdf
 from tests.plugins.clamd import EICAR
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,14 +31,15 @@ async def api(gateway_factory: Any, tmp_path: Path) -> Any:
 
 
 async def wait_done(client: httpx.AsyncClient, fid: str, headers: dict[str, str]) -> Any:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    async def processed() -> Any:
         r = await client.get(f"/api/v1/files/{fid}", headers=headers)
-        assert r.status_code == 200, r.text
-        if r.json()["status"] in ("done", "withheld"):
-            return r.json()
-        await asyncio.sleep(0.2)
-    raise AssertionError("file not processed in time")
+        if r.status_code != 200:  # not a "not yet": fail at once, as before
+            raise RuntimeError(f"GET /api/v1/files/{fid}: {r.status_code} {r.text}")
+        info = r.json()
+        assert info["status"] in ("done", "withheld"), info["status"]
+        return info
+
+    return await eventually_async(processed, timeout=90, interval=0.2, what="file processed")
 
 
 async def test_pdf_with_javascript_comes_back_image_only(api: Any) -> None:

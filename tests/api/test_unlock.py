@@ -38,6 +38,7 @@ from tests.plugins.clamd import EICAR
 from tests.plugins.gateway import asend
 from tests.plugins.smtp_sink import Sink
 from tests.unlock.ppap import aes_zip, zipcrypto_zip
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -104,13 +105,12 @@ async def deliver_ppap(
     await asend(p.gw, ppap_mail(attachment, filename, message_id), rcpt=RCPTS,
                 mail_from="partner@example.com")  # fmt: skip
     await p.sink.wait_for(before + 1)
-    rows = []
-    for _ in range(200):  # the record is written just after the relay said 250
-        rows = [r for r in p.gw.store.find(message_id=message_id) if r.status == "delivered"]
-        if rows:
-            break
-        await asyncio.sleep(0.05)
-    (row,) = rows
+    # The record is written just after the relay said 250.
+    (row,) = await eventually_async(
+        lambda: [r for r in p.gw.store.find(message_id=message_id) if r.status == "delivered"],
+        timeout=10,
+        interval=0.05,
+    )
     encrypted = [q for q in row.parts if "encrypted" in q["reasons"]]
     assert len(encrypted) == 1, row.parts
     return row.id, encrypted[0]["index"]

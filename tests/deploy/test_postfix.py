@@ -15,7 +15,6 @@ import email.policy
 import os
 import pwd
 import smtplib
-import time
 from collections.abc import Callable, Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -26,6 +25,7 @@ import pytest
 from gateway.app import Gateway
 from tests.deploy.postfix import Postfix, maildir_messages, start_postfix
 from tests.plugins.clamd import EICAR
+from tests.waiting import eventually_async
 
 DOMAIN = "town.example.lg.jp"
 RCPT = f"yamada@{DOMAIN}"
@@ -120,13 +120,12 @@ def parse(data: bytes) -> EmailMessage:
 
 
 async def wait_maildir(maildir: Path, count: int, logs: Callable[[], str]) -> list[bytes]:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def arrived() -> list[bytes]:
         found = maildir_messages(maildir)
-        if len(found) >= count:
-            return found
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{len(maildir_messages(maildir))} of {count} arrived\n{logs()}")
+        assert len(found) >= count, f"{len(found)} of {count} arrived\n{logs()}"
+        return found
+
+    return await eventually_async(arrived, timeout=120, interval=0.2)
 
 
 async def start_chain(

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import email
 import email.policy
-import time
 from email.message import EmailMessage
 from typing import Any
 
@@ -18,6 +17,7 @@ from tests.jp import cp50220, encoded_words
 from tests.plugins.clamd import EICAR
 from tests.plugins.gateway import asend
 from tests.plugins.smtp_sink import Sink
+from tests.waiting import eventually_async
 
 RCPT = "yamada@town.example.lg.jp"
 pytestmark = pytest.mark.timeout(180)
@@ -38,15 +38,14 @@ def body_text(msg: EmailMessage) -> str:
 
 
 async def wait_status(gw: Gateway, job_id: str, wanted: set[str], timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    async def reached() -> Any:
         row = await asyncio.to_thread(gw.store.get, job_id)
-        if row is not None and row.status in wanted:
-            return row
-        gw.wakeup.set()
-        await asyncio.sleep(0.1)
-    row = await asyncio.to_thread(gw.store.get, job_id)
-    raise AssertionError(f"status of {job_id}: {row.status if row else None}, wanted {wanted}")
+        if row is None or row.status not in wanted:
+            gw.wakeup.set()
+            raise AssertionError(f"status of {job_id}: {row.status if row else None}")
+        return row
+
+    return await eventually_async(reached, timeout=timeout, what=f"status in {wanted}")
 
 
 def queue_id(reply: str) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_restart import GatewayProcess, write_config
+from tests.waiting import eventually, settle
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -40,20 +41,18 @@ def _tagged(marker: bytes) -> dict[int, str]:
 
 
 def _wait_for_soffice(marker: bytes) -> dict[int, str]:
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
+    def started() -> dict[int, str]:
         procs = _tagged(marker)
-        if "soffice.bin" in procs.values():
-            return procs
-        time.sleep(0.2)
-    raise AssertionError("the warm LibreOffice listener did not start")
+        assert "soffice.bin" in procs.values(), procs
+        return procs
+
+    return eventually(
+        started, timeout=90, interval=0.2, what="the warm LibreOffice listener started"
+    )
 
 
 def _wait_gone(marker: bytes, wait: float = 20.0) -> dict[int, str]:
-    deadline = time.monotonic() + wait
-    while (left := _tagged(marker)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
+    return settle(lambda: _tagged(marker), timeout=wait)
 
 
 def _config(tmp_path: Path, clamd: str, isolation: str) -> tuple[Path, Path]:
@@ -92,10 +91,7 @@ def test_startup_reaps_leftovers_of_a_previous_run(tmp_path: Path, clamd_address
     # ...and the next start of the same instance kills it before starting its own.
     second = GatewayProcess(cfg, tmp_path / "second.log")
     try:
-        deadline = time.monotonic() + 30
-        while set(_tagged(marker)) & orphans and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not set(_tagged(marker)) & orphans
+        eventually(lambda: not set(_tagged(marker)) & orphans, timeout=30)
         assert "left by a previous run" in (tmp_path / "second.log").read_text(errors="replace")
     finally:
         second.kill9()

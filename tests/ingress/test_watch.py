@@ -18,6 +18,7 @@ from gateway.ingress.watch import FolderWatcher
 from gateway.settings import WatchSettings, load_settings
 from gateway.spool import Spool
 from tests.checks import check_clean_file, pdf_active_keys
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -82,12 +83,7 @@ def test_only_stable_regular_files_are_taken(tmp_path: Path) -> None:
 
 
 async def wait_for(predicate: Any, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError("timed out")
+    await eventually_async(predicate, timeout=timeout)
 
 
 async def test_dropped_files_come_out_rebuilt(gateway_factory: Any, tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ import contextlib
 import os
 import struct
 import sys
-import time
 from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway.model import Action, CleanFile, Detected, SanitizeResult
 from gateway.sanitize import sandbox
 from gateway.sanitize.base import Context, Sanitizer
 from gateway.sanitize.registry import REGISTRY
+from tests import waiting
 
 T = TypeVar("T")
 
@@ -239,9 +239,4 @@ def orphan_soffice() -> set[int]:
 
 def settle(check: Callable[[], T], seconds: float = 5.0) -> T:
     """Poll ``check`` until its result is empty (a SIGKILLed process takes a moment to go)."""
-    deadline = time.monotonic() + seconds
-    value = check()
-    while value and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = check()
-    return value
+    return waiting.settle(check, timeout=seconds)

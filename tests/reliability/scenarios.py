@@ -45,6 +45,7 @@ from tests.reliability.fakes import (
     tiny_pdf,
     zombies_and_converters,
 )
+from tests.waiting import eventually_async
 
 DOMAIN = "town.example.lg.jp"
 RCPTS = tuple(f"{name}@{DOMAIN}" for name in ("sato", "suzuki", "takahashi"))
@@ -62,8 +63,30 @@ class Row:
     quarantined: int = 0
     lost: int = 0
     duplicated: int = 0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # the prose of docs/reliability.md
     seconds: float = 0.0
+    # What the tests assert on, typed (None: not measured by this scenario). Each scenario's
+    # notes are written from these, so the report and the assertions cannot drift apart.
+    backscatter: int | None = None  # messages to an Internet-side sender: must stay 0
+    spool_left: int | None = None  # spool depth at the end
+    reasons: list[tuple[str, ...]] | None = None  # the distinct reason sets of the fault's mails
+    delivered_during_fault: int | None = None
+    accepted_during_fault: int | None = None
+    refused_451: int | None = None  # 451 replies while the fault lasted
+    other_codes: list[int] | None = None  # SMTP replies that were neither 250 nor 451
+    spool_during_fault: int | None = None
+    accepted_after_fault: bool | None = None
+    partial_spool_files: int | None = None
+    processes_left: int | None = None  # zombies and converters after the run
+    wrong_outcomes: list[str] | None = None
+    with_our_received: int | None = None  # relayed messages that carry our Received line
+    readyz_during: int | None = None
+    readyz_after: int | None = None
+    checks_during: dict[str, bool | None] | None = None  # /readyz checks during the fault
+    workers_alive: int | None = None  # worker slots alive during the fault
+    in_order: int | None = None  # recipients whose order of arrival was kept
+    extra_replies: list[str] | None = None  # replies to connections over a per-client cap
+    attempts: list[int] | None = None  # the distinct attempt counts of the fault's mails
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "notes": list(self.notes)}
@@ -152,18 +175,19 @@ async def until(
     gw: Gateway | None = None,
     step: float = 0.1,
 ) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
+    async def check() -> bool:
         value = pred()
         if not isinstance(value, bool):
             value = await value
-        if value:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        if gw is not None:
+        if not value and gw is not None:
             gw.wakeup.set()
-        await asyncio.sleep(step)
+        return value
+
+    # A scenario reports what it reached rather than failing, hence a bool, not a raise.
+    try:
+        return await eventually_async(check, timeout=timeout, interval=step)
+    except AssertionError:
+        return False
 
 
 async def start_sink(port: int = 0) -> Sink:
@@ -298,8 +322,9 @@ async def crash_burst(
         tally(row, acked, sink, tag, store)
     finally:
         store.close()
+    row.backscatter = backscatter(sink)
     row.notes.append(f"{len(refused)} not acknowledged (refused or cut while the node was down)")
-    row.notes.append(f"backscatter: {backscatter(sink)}")
+    row.notes.append(f"backscatter: {row.backscatter}")
     row.seconds = round(time.monotonic() - started, 1)
     return row
 
@@ -354,14 +379,16 @@ async def relay_outage(
         await until(lambda: want <= {n for _, n in delivered_numbers(sink, tag)}, 120, gw)
         tally(row, acked, sink, tag, gw.store)
         attempts = [r.attempts for j in acked.values() if (r := gw.store.get(j)) is not None]
-        in_order, inversions = order_report(sink, tag)
+        row.in_order, inversions = order_report(sink, tag)
+        row.delivered_during_fault = early
+        row.backscatter = backscatter(sink)
         row.notes += [
-            f"delivered during the outage: {early}",
+            f"delivered during the outage: {row.delivered_during_fault}",
             f"attempts per mail: max {max(attempts, default=0)}, "
             f"mean {statistics.fmean(attempts) if attempts else 0:.1f}",
-            f"order of arrival kept for {in_order}/3 recipients "
+            f"order of arrival kept for {row.in_order}/3 recipients "
             f"({inversions} adjacent inversions, {workers} workers)",
-            f"backscatter: {backscatter(sink)}",
+            f"backscatter: {row.backscatter}",
         ]
     if sink is not None:
         stop_sink(sink)
@@ -393,10 +420,13 @@ async def relay_expiry(work: Path, clamd: str, *, count: int = 20) -> Row:
             await until(lambda: gw.spool.depth() == 0, 30, gw)
             tally(row, acked, sink, tag, gw.store)
             reasons = {tuple(r.reasons) for j in acked.values() if (r := gw.store.get(j))}
+            row.reasons = sorted(reasons)
+            row.spool_left = gw.spool.depth()
+            row.backscatter = backscatter(sink)
             row.notes += [
-                f"reasons: {sorted(reasons)}",
-                f"spool left: {gw.spool.depth()}",
-                f"backscatter: {backscatter(sink)}",
+                f"reasons: {row.reasons}",
+                f"spool left: {row.spool_left}",
+                f"backscatter: {row.backscatter}",
             ]
     finally:
         stop_sink(sink)
@@ -456,10 +486,14 @@ async def clamd_outage(work: Path, clamd: str, *, count: int = 20, mode: str = "
             await until(lambda: want <= {n for _, n in delivered_numbers(sink, tag)}, 120, gw)
             code_after, _ = await readyz(gw)
             tally(row, acked, sink, tag, gw.store)
+            row.delivered_during_fault = unscanned
+            row.reasons = sorted(reasons)
+            row.readyz_during, row.readyz_after = code, code_after
+            row.checks_during = {"clamd": body["checks"]["clamd"]}
             row.notes += [
-                f"delivered before clamd returned: {unscanned}",
-                f"reasons while out: {sorted(reasons)}",
-                f"/readyz during the outage: {code} clamd={body['checks']['clamd']}; "
+                f"delivered before clamd returned: {row.delivered_during_fault}",
+                f"reasons while out: {row.reasons}",
+                f"/readyz during the outage: {code} clamd={row.checks_during['clamd']}; "
                 f"after: {code_after}",
             ]
     finally:
@@ -510,9 +544,11 @@ async def clamd_slow(work: Path, clamd: str, *, count: int = 20) -> Row:
             await until(lambda: want <= {n for _, n in delivered_numbers(sink, tag)}, 120, gw)
             tally(row, acked, sink, tag, gw.store)
             ratio = statistics.median(slow) / max(statistics.median(base), 1e-6)
+            row.accepted_during_fault = len(slow_acked)
+            row.delivered_during_fault = during
             row.notes += [
-                f"accepted while scans hung: {len(slow_acked)}/{count - half}",
-                f"delivered while clamd hung: {during}",
+                f"accepted while scans hung: {row.accepted_during_fault}/{count - half}",
+                f"delivered while clamd hung: {row.delivered_during_fault}",
                 f"median SMTP accept while hung / baseline: {ratio:.2f}",
                 f"scans started: {hanging}",
             ]
@@ -582,11 +618,13 @@ async def converter_faults(work: Path, clamd: str, *, rounds: int = 1) -> Row:
         left = await asyncio.to_thread(settle, zombies_and_converters)
     finally:
         stop_sink(sink)
+    row.wrong_outcomes = wrong
+    row.processes_left = len(left)
+    faulty = sum(1 for k in kinds.values() if k != "control")
     row.notes += [
-        f"parts removed with the expected reason: {sum(1 for k in kinds.values() if k != 'control') - len(wrong)}"  # noqa: E501
-        f"/{sum(1 for k in kinds.values() if k != 'control')}",
+        f"parts removed with the expected reason: {faulty - len(wrong)}/{faulty}",
         f"wrong outcomes: {wrong}" if wrong else "every fault ended as a removed part",
-        f"processes left behind (zombies, converters): {len(left)}",
+        f"processes left behind (zombies, converters): {row.processes_left}",
     ]
     row.seconds = round(time.monotonic() - started, 1)
     return row
@@ -627,11 +665,14 @@ async def backpressure(work: Path, clamd: str, *, count: int = 30, backlog: int 
                 acked[count] = job_id(reply)
                 await until(lambda: count in {n for _, n in delivered_numbers(sink, tag)}, 60, gw)
             tally(row, acked, sink, tag, gw.store)
+            row.refused_451 = refused
+            row.other_codes = sorted({c for c in codes if c not in (250, 451)})
+            row.spool_during_fault = depth
+            row.accepted_after_fault = code == 250
             row.notes += [
-                f"451 replies: {refused}; other codes: "
-                f"{sorted({c for c in codes if c not in (250, 451)})}",
-                f"spool depth while stalled: {depth}",
-                f"accepted again after the backlog drained: {code == 250}",
+                f"451 replies: {row.refused_451}; other codes: {row.other_codes}",
+                f"spool depth while stalled: {row.spool_during_fault}",
+                f"accepted again after the backlog drained: {row.accepted_after_fault}",
             ]
     finally:
         stop_sink(sink)
@@ -676,10 +717,12 @@ async def disk_full(work: Path, clamd: str, *, count: int = 20) -> Row | None:
             want = set(acked)
             await until(lambda: want <= {n for _, n in delivered_numbers(sink, tag)}, 120, gw)
             tally(row, acked, sink, tag, gw.store)
+            row.refused_451 = tempfails
+            row.partial_spool_files = len(partial)
             row.notes += [
-                f"451 while full: {tempfails}/{count}",
+                f"451 while full: {row.refused_451}/{count}",
                 f"replies while full: {sorted({r for _, r in full.values()})}",
-                f"partial spool files while full: {len(partial)}",
+                f"partial spool files while full: {row.partial_spool_files}",
             ]
     finally:
         stop_sink(sink)
@@ -731,10 +774,13 @@ async def mail_loop(work: Path, clamd: str, *, count: int = 10) -> Row:
                 1 for m in sink.messages
                 if b"by mugai.example.lg.jp (mugai)" in m.data.split(b"\r\n\r\n", 1)[0]
             )  # fmt: skip
+            row.reasons = sorted(reasons)
+            row.with_our_received = ours
+            row.backscatter = backscatter(sink)
             row.notes += [
-                f"loop reasons: {sorted(reasons)}",
+                f"loop reasons: {row.reasons}",
                 f"messages with our Received line: {ours}/{len(sink.messages)}",
-                f"backscatter: {backscatter(sink)}",
+                f"backscatter: {row.backscatter}",
             ]
     finally:
         stop_sink(sink)

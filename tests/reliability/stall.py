@@ -244,15 +244,22 @@ async def store_outage(work: Path, clamd: str, *, backend: str, count: int = 10)
                         if i >= count and (r := gw.store.get(j)) is not None
                     }  # fmt: skip
                 )
+                row.workers_alive = alive
+                row.readyz_during, row.readyz_after = code, code_after
+                checks = body["checks"]
+                row.checks_during = {k: checks.get(k) for k in ("store_writes", "database")}
+                row.spool_during_fault = spool_during
+                row.reasons = reasons
+                row.spool_left = gw.spool.depth()
                 row.notes += [
                     f"outcomes not recorded, put back through the spool: {failures():.0f}",
                     f"worker slots alive during the fault: {alive}/{gw.worker.health.slots}",
                     f"/readyz during: {code} "
-                    f"store_writes={body['checks'].get('store_writes')} "
-                    f"database={body['checks'].get('database')}; after: {code_after}",
-                    f"spool held during the fault: {spool_during}",
-                    f"quarantine reasons: {reasons}",
-                    f"spool left: {gw.spool.depth()}",
+                    f"store_writes={row.checks_during['store_writes']} "
+                    f"database={row.checks_during['database']}; after: {code_after}",
+                    f"spool held during the fault: {row.spool_during_fault}",
+                    f"quarantine reasons: {row.reasons}",
+                    f"spool left: {row.spool_left}",
                 ]
                 row.notes.append(f"readyz problems: {sorted(body.get('problems', {}))}")
             finally:
@@ -385,6 +392,7 @@ async def fairness(work: Path, clamd: str, *, count: int = 20, cap: int = 5) -> 
             for s in held:
                 s.close()
             codes = sorted({r[:9].decode(errors="replace") for r in refused})
+            row.extra_replies = codes
             row.notes += [
                 f"client A's extra connections answered: {codes}",
                 f"client B accepted: {len(acked)}/{count}",
@@ -416,10 +424,9 @@ async def too_large_to_scan(work: Path, small_clamd: str, *, count: int = 5) -> 
             await until(settled, 60, gw)
             tally(row, acked, sink, tag, gw.store)
             rows = [r for j in acked.values() if (r := gw.store.get(j)) is not None]
-            row.notes += [
-                f"reasons: {sorted({tuple(r.reasons) for r in rows})}",
-                f"attempts: {sorted({r.attempts for r in rows})}",
-            ]
+            row.reasons = sorted({tuple(r.reasons) for r in rows})
+            row.attempts = sorted({r.attempts for r in rows})
+            row.notes += [f"reasons: {row.reasons}", f"attempts: {row.attempts}"]
     finally:
         stop_sink(sink)
     row.seconds = round(time.monotonic() - started, 1)

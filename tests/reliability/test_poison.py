@@ -5,6 +5,7 @@ that were claimed beside it when it struck are delivered, not charged with its c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 from gateway.store.repository import Store, database_url
 from tests.e2e.test_restart import GatewayProcess, write_config
 from tests.plugins.smtp_sink import Sink
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(300)
 RCPT = "user@town.example.lg.jp"
@@ -118,12 +120,13 @@ async def test_poison_mail_ends_as_crash_loop(
         ids += sent
         assert pending == [], pending
         store = Store(database_url("", data))
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def all_done() -> bool:
             rows = [store.get(j) for j in ids]
-            if all(r is not None and r.status in ("delivered", "quarantined") for r in rows):
-                break
-            await asyncio.sleep(0.2)
+            return all(r is not None and r.status in ("delivered", "quarantined") for r in rows)
+
+        with contextlib.suppress(AssertionError):  # the row assertions below say which
+            await eventually_async(all_done, timeout=60, interval=0.2)
         row = store.get(poison_id)
         assert exits == [-9, -9, -9, None], exits  # killed 3 times, then it held
         assert row is not None and row.status == "quarantined", row

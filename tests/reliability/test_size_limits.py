@@ -4,10 +4,8 @@ clamd size-limit reply quarantines as too_large_to_scan instead of retrying for 
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ import pytest
 from gateway.api.server import start_admin
 from gateway.settings import load_settings
 from tests.plugins.clamd import Clamd
+from tests.waiting import eventually_async
 
 pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[2]
@@ -96,13 +95,14 @@ async def test_upload_over_clamd_limit_is_quarantined_too_large_to_scan(
             )
             assert r.status_code == 202, r.text
             fid = r.json()["id"]
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
+
+            def finished() -> Any:
                 row = gw.store.get(fid)
-                if row is not None and row.status not in ("processing", "deferred"):
-                    break
-                await asyncio.sleep(0.2)
-            assert row is not None and row.status == "quarantined", row
+                assert row is not None and row.status not in ("processing", "deferred"), row
+                return row
+
+            row = await eventually_async(finished, timeout=60, interval=0.2)
+            assert row.status == "quarantined", row
             assert row.reasons == ["too_large_to_scan"] and row.attempts >= 1
             assert gw.store.blob(fid, "sanitized") is None
             info = (await c.get(f"/api/v1/files/{fid}", headers=headers)).json()
@@ -120,9 +120,7 @@ async def test_mail_over_clamd_limit_is_quarantined(
     gw = await gateway_factory(smtp_sink, clamav={"address": small.unix_address})
     body = b"Subject: big\r\n\r\n" + (b"y" * 998 + b"\r\n") * 300
     mid = (await asend(gw, body)).rsplit(" ", 1)[1]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and gw.store.status(mid) != "quarantined":
-        await asyncio.sleep(0.2)
+    await eventually_async(lambda: gw.store.status(mid) == "quarantined", timeout=60, interval=0.2)
     row = gw.store.get(mid)
     assert row is not None and row.reasons == ["too_large_to_scan"], row
     assert not any(b"y" * 998 in m.data for m in smtp_sink.messages)  # never delivered

@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from gateway.errors import ConversionFailed
 from gateway.model import Action, CleanFile, Detected, SanitizeResult
 from gateway.sanitize import jail, sandbox
 from gateway.sanitize.base import Context, PageBudget
+from tests.waiting import settle
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -54,10 +54,7 @@ def _alive_with(token: str) -> list[int]:
 
 
 def _none_left(token: str, wait: float = 15.0) -> list[int]:
-    end = time.monotonic() + wait
-    while (alive := _alive_with(token)) and time.monotonic() < end:
-        time.sleep(0.1)
-    return alive
+    return settle(lambda: _alive_with(token), timeout=wait, interval=0.1)
 
 
 @pytest.fixture

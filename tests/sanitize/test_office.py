@@ -7,11 +7,11 @@ docx/doc/rtf/odt, xlsx/xls/ods and pptx/ppt/odp; a macro document is built by ha
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +32,7 @@ from gateway.sanitize import office, sandbox
 from gateway.sanitize.base import Context, PageBudget
 from gateway.sanitize.office import OfficePool, sanitize_office
 from gateway.settings import SanitizeSettings
+from tests.waiting import eventually, settle
 
 pytestmark = pytest.mark.skipif(
     not (Path("/usr/bin/soffice").exists() and Path(office.SYSTEM_PYTHON).exists()),
@@ -213,12 +214,7 @@ def _processes_mentioning(text: str) -> list[int]:
 
 def _wait_gone(pids: list[int], seconds: float = 30.0) -> list[int]:
     """Poll until none of ``pids`` exists, not even as a zombie; returns those left."""
-    deadline = time.monotonic() + seconds
-    while True:
-        left = [pid for pid in pids if _stat(pid) is not None]
-        if not left or time.monotonic() > deadline:
-            return left
-        time.sleep(0.1)
+    return settle(lambda: [pid for pid in pids if _stat(pid) is not None], timeout=seconds)
 
 
 def _font_names(pdf: bytes) -> set[str]:
@@ -293,9 +289,10 @@ def test_pool_survives_soffice_killed_between_documents(documents: dict[str, byt
         for pid in soffice_bin:
             os.kill(pid, signal.SIGKILL)  # a crash of LibreOffice
         # oosplash notices and exits; the pool must then start a new listener.
-        deadline = time.monotonic() + 30
-        while (st := _stat(leader)) is not None and st[0] != "Z" and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # the pool's next call must cope either way
+            eventually(
+                lambda: (st := _stat(leader)) is None or st[0] == "Z", timeout=30, interval=0.05
+            )
         assert p.to_pdf(documents["docx"], "docx", timeout=120).startswith(b"%PDF-")
         assert p.worker_pids() and leader not in p.worker_pids()
 

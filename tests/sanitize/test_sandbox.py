@@ -15,6 +15,7 @@ import pytest
 from gateway.errors import ConversionFailed, IsolationUnavailable
 from gateway.sanitize import jail, sandbox
 from gateway.sanitize.sandbox import Limits
+from tests.waiting import eventually, settle
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,12 +37,11 @@ def _state(pid: int) -> str | None:
 
 def _gone(pid: int, wait: float = 10.0) -> bool:
     """Dead: gone, or a zombie not ours (reparented to init, which reaps it in its own time)."""
-    end = time.monotonic() + wait
-    while time.monotonic() < end:
-        if _state(pid) in (None, "Z", "X"):
-            return True
-        time.sleep(0.05)
-    return False
+    try:
+        eventually(lambda: _state(pid) in (None, "Z", "X"), timeout=wait, interval=0.05)
+    except AssertionError:
+        return False
+    return True
 
 
 def _our_zombies() -> list[int]:
@@ -111,10 +111,7 @@ def _alive_with(token: str) -> list[int]:
 
 
 def _wait_none_with(token: str, wait: float = 10.0) -> list[int]:
-    end = time.monotonic() + wait
-    while (alive := _alive_with(token)) and time.monotonic() < end:
-        time.sleep(0.05)
-    return alive
+    return settle(lambda: _alive_with(token), timeout=wait, interval=0.05)
 
 
 def test_timeout_kills_child_and_grandchildren() -> None:
