@@ -6,7 +6,6 @@ Both are enforced *while* decompressing, chunk by chunk, never from declared siz
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import IO
 
 from gateway.errors import ArchiveLimit
@@ -17,29 +16,28 @@ CHUNK = 64 * 1024
 RATIO_FLOOR = 1024 * 1024
 
 
-class _Shared:
-    """Unpacked bytes left for one message, shared by all its (nested) archives."""
+class ByteBudget:
+    """Unpacked bytes one message's archives may yield in all (thread-safe).
 
-    def __init__(self, cap: int) -> None:
-        self.remaining = cap
-        self.lock = threading.Lock()
+    Carried on the sanitizing ``Context`` and handed to every child context, so nested
+    archives (42.zip) draw on one budget instead of multiplying it per level.
+    """
 
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._remaining = total
+        self._lock = threading.Lock()
 
-_shared_by_message: dict[int, _Shared] = {}
-_shared_lock = threading.Lock()
+    @property
+    def remaining(self) -> int:
+        """Bytes still allowed; negative once a charge went over."""
+        return self._remaining
 
-
-def shared_for(ctx: Context) -> _Shared:
-    # The message's PageBudget object is the one thing every Context of a message
-    # shares; key on it and drop the entry when it is collected.
-    key = id(ctx.pages)
-    with _shared_lock:
-        shared = _shared_by_message.get(key)
-        if shared is None:
-            shared = _Shared(ctx.limits.max_unpacked_bytes)
-            _shared_by_message[key] = shared
-            weakref.finalize(ctx.pages, _shared_by_message.pop, key, None)
-        return shared
+    def charge(self, n: int) -> None:
+        with self._lock:
+            self._remaining -= n
+            if self._remaining < 0:
+                raise ArchiveLimit("unpacked size of the message's archives over the limit")
 
 
 class ArchiveBudget:
@@ -50,16 +48,13 @@ class ArchiveBudget:
         by_ratio = int(max(packed_size, 1) * limits.max_ratio)
         self.cap = min(limits.max_unpacked_bytes, max(by_ratio, RATIO_FLOOR))
         self.used = 0
-        self.shared = shared_for(ctx)
+        self.shared = ctx.unpacked
 
     def take(self, n: int) -> None:
         self.used += n
         if self.used > self.cap:
             raise ArchiveLimit(f"unpacked size over {self.cap} bytes (ratio or size limit)")
-        with self.shared.lock:
-            self.shared.remaining -= n
-            if self.shared.remaining < 0:
-                raise ArchiveLimit("unpacked size of the message's archives over the limit")
+        self.shared.charge(n)
 
 
 def read_bounded(stream: IO[bytes], budget: ArchiveBudget | None) -> bytes:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from gateway.errors import ArchiveLimit, ConversionFailed
-from gateway.sanitize.archive.budget import ArchiveBudget, shared_for
+from gateway.sanitize.archive.budget import ArchiveBudget
 from gateway.sanitize.archive.entry import Entry
 from gateway.sanitize.archive.records import RECORD_LINE_MAX, parse_records
 from gateway.sanitize.base import Context
@@ -20,7 +20,7 @@ def sevenzip_entries(data: bytes, ctx: Context, budget: ArchiveBudget) -> Iterat
 
     max_entries = ctx.limits.max_archive_members * 2
     # The child's own cap is what this side may still take; it is re-checked record by record.
-    cap = min(budget.cap - budget.used, max(shared_for(ctx).remaining, 0))
+    cap = min(budget.cap - budget.used, max(ctx.unpacked.remaining, 0))
     result = sandbox.run(
         [*sandbox.python_child(_UNPACK_CHILD), "7z", str(max_entries), str(max(cap, 0))],
         stdin=data,

@@ -1,0 +1,75 @@
+"""The message-wide unpacked-bytes budget: one ByteBudget shared by nested archives."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import zipfile
+
+import pytest
+
+from gateway.errors import ArchiveLimit
+from gateway.model import PartReport
+from gateway.sanitize.archive.budget import ByteBudget
+from tests.sanitize.test_archive import make_ctx, run, zip_bytes
+
+MIB = 1024 * 1024
+
+
+def test_byte_budget_charges_until_exhausted_then_refuses() -> None:
+    budget = ByteBudget(10)
+    budget.charge(4)
+    budget.charge(6)
+    assert budget.remaining == 0
+    with pytest.raises(ArchiveLimit) as exc:
+        budget.charge(1)
+    assert exc.value.reason == ArchiveLimit.reason
+    with pytest.raises(ArchiveLimit):  # stays over: later charges fail too
+        budget.charge(0)
+
+
+def test_child_contexts_share_the_parent_budget() -> None:
+    ctx = make_ctx()
+    assert ctx.unpacked.total == ctx.limits.max_unpacked_bytes
+    assert ctx.child().child().unpacked is ctx.unpacked
+    assert make_ctx().unpacked is not ctx.unpacked  # another message, another budget
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _reasons(reports: tuple[PartReport, ...]) -> set[str]:
+    out: set[str] = set()
+    for r in reports:
+        out.update(r.reasons)
+        out |= _reasons(r.children)
+    return out
+
+
+def _nested_bomb() -> bytes:
+    # Stored members: every archive's own unpacked/packed ratio is ~1 and each level stays
+    # under the 4 MiB limit by itself (inner 2 MiB, middle 3 MiB); only the sum, 5 MiB,
+    # is over. zip in zip in tar.
+    text = b"0123456789abcdef" * (MIB // 16)
+    inner = zip_bytes({"a.txt": text, "b.txt": text}, zipfile.ZIP_STORED)
+    middle = zip_bytes({"inner.zip": inner, "c.txt": text}, zipfile.ZIP_STORED)
+    return _tar({"middle.zip": middle})
+
+
+def test_nested_archives_draw_on_one_message_budget() -> None:
+    result = run(_nested_bomb(), "outer.tar", make_ctx(max_unpacked_bytes=4 * MIB))
+    assert ArchiveLimit.reason in _reasons(result.children)
+
+
+def test_each_level_alone_is_within_the_limit() -> None:
+    # The same archive with room for the sum passes: the refusal above is the shared total.
+    result = run(_nested_bomb(), "outer.tar", make_ctx(max_unpacked_bytes=6 * MIB))
+    assert ArchiveLimit.reason not in _reasons(result.children)
+    assert len(result.files) == 3
