@@ -5,12 +5,16 @@ from __future__ import annotations
 import io
 import tarfile
 import zipfile
+from email.message import EmailMessage
 
 import pytest
 
 from gateway.errors import ArchiveLimit
 from gateway.model import PartReport
 from gateway.sanitize.archive.budget import ByteBudget
+from gateway.sanitize.base import Context, PageBudget
+from gateway.sanitize.registry import sanitize_part
+from gateway.settings import load_settings
 from tests.sanitize.test_archive import make_ctx, run, zip_bytes
 
 MIB = 1024 * 1024
@@ -73,3 +77,25 @@ def test_each_level_alone_is_within_the_limit() -> None:
     result = run(_nested_bomb(), "outer.tar", make_ctx(max_unpacked_bytes=6 * MIB))
     assert ArchiveLimit.reason not in _reasons(result.children)
     assert len(result.files) == 3
+
+
+def _mail_in_zip() -> bytes:
+    # A zip inside a mail inside a zip: the budget crosses the message sanitizer too.
+    text = b"0123456789abcdef" * (MIB // 16)
+    inner = zip_bytes({"a.txt": text, "b.txt": text}, zipfile.ZIP_STORED)
+    mail = EmailMessage()
+    mail["From"] = "a@example.com"
+    mail["Subject"] = "fwd"
+    mail.set_content("see attached")
+    mail.add_attachment(inner, maintype="application", subtype="zip", filename="inner.zip")
+    return zip_bytes({"mail.eml": mail.as_bytes(), "c.txt": text}, zipfile.ZIP_STORED)
+
+
+@pytest.mark.parametrize(("limit", "refused"), [(4.5, True), (8, False)])
+def test_archive_in_mail_in_archive_shares_the_budget(limit: float, refused: bool) -> None:
+    # Outer zip ~3.8 MiB (mail ~2.8 + c.txt 1), inner zip 2 MiB: each alone under 4.5 MiB.
+    settings = load_settings().sanitize
+    limits = settings.model_copy(update={"max_unpacked_bytes": int(limit * MIB)})
+    ctx = Context(limits=limits, pages=PageBudget(limits.max_pages_per_message))
+    report, _ = sanitize_part(_mail_in_zip(), "outer.zip", "", ctx, "1")
+    assert (ArchiveLimit.reason in _reasons((report,))) is refused
