@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 import zipfile
 from email.message import EmailMessage
 
@@ -11,10 +12,12 @@ import pytest
 
 from gateway.errors import ArchiveLimit
 from gateway.model import PartReport
+from gateway.pipeline import sanitize_message
 from gateway.sanitize.archive.budget import ByteBudget
 from gateway.sanitize.base import Context, PageBudget
 from gateway.sanitize.registry import sanitize_part
 from gateway.settings import load_settings
+from gateway.spool import JobMeta, new_id
 from tests.sanitize.test_archive import make_ctx, run, zip_bytes
 
 MIB = 1024 * 1024
@@ -99,3 +102,23 @@ def test_archive_in_mail_in_archive_shares_the_budget(limit: float, refused: boo
     ctx = Context(limits=limits, pages=PageBudget(limits.max_pages_per_message))
     report, _ = sanitize_part(_mail_in_zip(), "outer.zip", "", ctx, "1")
     assert (ArchiveLimit.reason in _reasons((report,))) is refused
+
+
+@pytest.mark.parametrize(("limit", "refused"), [(4, True), (8, False)])
+def test_attachments_of_one_message_share_the_budget(limit: int, refused: bool) -> None:
+    # Two 3 MiB zips, each under 4 MiB alone: the pipeline gives all attachments one budget.
+    text = b"0123456789abcdef" * (3 * MIB // 16)
+    mail = EmailMessage()
+    mail["From"] = "a@example.com"
+    mail["To"] = "u@town.example.lg.jp"
+    mail["Subject"] = "two zips"
+    mail.set_content("see attached")
+    for n in (1, 2):
+        data = zip_bytes({f"{n}.txt": text}, zipfile.ZIP_STORED)
+        mail.add_attachment(data, maintype="application", subtype="zip", filename=f"{n}.zip")
+    settings = load_settings(None, sanitize={"max_unpacked_bytes": str(limit * MIB)})
+    meta = JobMeta(id=new_id(), kind="mail", mail_from="a@example.com",
+                   rcpt_tos=("u@town.example.lg.jp",), received_at=time.time(),
+                   helo="mx.example.com", peer="192.0.2.1")  # fmt: skip
+    out = sanitize_message(mail.as_bytes(), meta, settings, None)
+    assert (ArchiveLimit.reason in _reasons(out.report.parts)) is refused
