@@ -27,6 +27,7 @@ from gateway.mime.parse import parse_message
 from gateway.mime.rebuild import build_message, received_line
 from gateway.mime.tokens import sanitized_tokens
 from gateway.model import Action, CleanFile, MessageReport, PartReport, ScanResult
+from gateway.sanitize.archive.budget import ByteBudget
 from gateway.sanitize.base import Context, OfficeConverter, PageBudget, Sanitizer
 from gateway.sanitize.registry import REGISTRY, sanitize_part
 from gateway.settings import Settings
@@ -113,10 +114,11 @@ def sanitize_message(
 
     body = compose(parsed)
     budget = PageBudget(limits.max_pages_per_message)
+    unpacked = ByteBudget(limits.max_unpacked_bytes)  # all attachments' archives share it
     reports: list[PartReport] = list(body.reports)
     files: list[CleanFile] = []
     for att in parsed.attachments:
-        ctx = Context(limits=limits, pages=budget, office=office)
+        ctx = Context(limits=limits, pages=budget, office=office, byte_budget=unpacked)
         report, outputs = sanitize_part(
             att.data,
             att.filename,

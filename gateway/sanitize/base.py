@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import InitVar, dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 from gateway.errors import PartTooLarge
 from gateway.model import CleanFile, Detected, PartReport, SanitizeResult
 from gateway.settings import SanitizeSettings
+
+if TYPE_CHECKING:
+    from gateway.sanitize.archive.budget import ByteBudget
 
 # Output types the LGWAN side may receive (DESIGN.md §4.4).
 ALLOWED_OUTPUT_TYPES = frozenset(
@@ -63,6 +66,19 @@ class Context:
     depth: int = 0  # archive / nested-message depth
     # Set by the registry: sanitize one member of a container (see registry.sanitize_part).
     recurse: Recurse | None = None
+    # Unpacked archive bytes left for the whole message, shared by every archive in it
+    # (nested ones, and those inside mail inside archives, through ``child``). Contexts of
+    # one message must share it, like ``pages``; None: a fresh one from ``limits``.
+    byte_budget: InitVar[ByteBudget | None] = None
+    unpacked: ByteBudget = field(init=False)
+
+    def __post_init__(self, byte_budget: ByteBudget | None) -> None:
+        if byte_budget is None:
+            # Imported here: the archive package imports this module.
+            from gateway.sanitize.archive.budget import ByteBudget
+
+            byte_budget = ByteBudget(self.limits.max_unpacked_bytes)
+        self.unpacked = byte_budget
 
     def child(self) -> Context:
         return Context(
@@ -71,4 +87,5 @@ class Context:
             office=self.office,
             depth=self.depth + 1,
             recurse=self.recurse,
+            byte_budget=self.unpacked,
         )

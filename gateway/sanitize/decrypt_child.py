@@ -44,7 +44,7 @@ class _Refused(Exception):
 def _member_name(info: zipfile.ZipInfo) -> str:
     if info.flag_bits & 0x800:
         return info.filename
-    from gateway.sanitize.archive import decode_legacy_name
+    from gateway.sanitize.archive.names import decode_legacy_name
 
     # zipfile decoded the raw bytes as cp437 (a bijection): undo it, then decode as the
     # archive sanitizer does (ASCII, UTF-8, CP932), so Japanese names survive.

@@ -15,7 +15,8 @@ from gateway.errors import ArchiveLimit, ConversionFailed, InternalError
 from gateway.model import Action, CleanFile, Detected, PartReport, SanitizeResult
 from gateway.reasons import Reason
 from gateway.sanitize import sandbox
-from gateway.sanitize.archive import parse_records, recurse_member, unique_name
+from gateway.sanitize.archive.members import recurse_member, unique_name
+from gateway.sanitize.archive.records import parse_records
 from gateway.sanitize.base import Context
 
 log = logging.getLogger(__name__)

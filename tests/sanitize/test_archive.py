@@ -22,7 +22,8 @@ import pytest
 from gateway.errors import ArchiveLimit, Encrypted, PartRefused, UnsupportedType
 from gateway.mime.detect import detect
 from gateway.model import Action, CleanFile, PartReport, SanitizeResult
-from gateway.sanitize.archive import decode_legacy_name, sanitize_archive
+from gateway.sanitize.archive import sanitize_archive
+from gateway.sanitize.archive.names import decode_legacy_name
 from gateway.sanitize.base import Context, PageBudget
 from gateway.settings import SanitizeSettings
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from gateway.errors import ArchiveLimit, ConversionFailed, Encrypted, IsolationUnavailable
-from gateway.sanitize import archive, jail
-from gateway.sanitize.archive import _Budget, _parse_sevenzip_records
+from gateway.sanitize import jail
+from gateway.sanitize.archive.budget import ArchiveBudget
+from gateway.sanitize.archive.entry import Entry
+from gateway.sanitize.archive.sevenzip import parse_sevenzip_records
 from tests.sanitize.test_archive import make_ctx, run, sevenzip
 
 
@@ -24,8 +26,8 @@ def _rec(**fields: object) -> bytes:
 END = _rec(end=True)
 
 
-def _parse(out: bytes, max_entries: int = 10, packed: int = 1000) -> list[archive._Entry]:
-    return _parse_sevenzip_records(out, max_entries, _Budget(packed, make_ctx()))
+def _parse(out: bytes, max_entries: int = 10, packed: int = 1000) -> list[Entry]:
+    return parse_sevenzip_records(out, max_entries, ArchiveBudget(packed, make_ctx()))
 
 
 def test_honest_records_are_accepted() -> None:
@@ -204,7 +206,7 @@ def test_tnef_is_never_parsed_without_the_jail(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_tnef_records_are_bounded_by_the_message_limits() -> None:
-    from gateway.sanitize.archive import parse_records
+    from gateway.sanitize.archive.records import parse_records
 
     total = [0]
 
