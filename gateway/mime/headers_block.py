@@ -1,7 +1,7 @@
 """The identifying headers of a message whose body is withheld (virus, unparseable, too big).
 
 Only the header block is read (up to the first empty line, at most ``max_bytes``), with the
-same Japanese-correct decoder the sanitizer uses (gateway/mime/charset.py), so a quarantined
+same Japanese-correct decoder the sanitizer uses (gateway/mime/headers.py), so a quarantined
 record is found by its Message-ID and listed with its subject and sender like any other.
 Never raises: a hostile header block yields empty fields, not an error.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from gateway.mime import charset
+from gateway.mime.headers import decode_header_value
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _MAX_CHARS = 998  # one RFC 5322 line: enough to identify, bounded for the record and notice
@@ -65,7 +65,7 @@ def summarize(raw: bytes, max_bytes: int) -> HeaderSummary:
                 break
             key = name.strip().lower()
             if key in _WANTED and key not in values:  # the first wins, as in the sanitizer
-                values[key] = one_line(charset.decode_header_value(str(value)))
+                values[key] = one_line(decode_header_value(str(value)))
     except Exception:  # noqa: BLE001 - total by contract: an identifying aid, never an error
         return HeaderSummary()
     return HeaderSummary(
