@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
+from gateway.controls import strip_hidden
 from gateway.mime.headers import decode_header_value
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
@@ -34,14 +35,9 @@ class HeaderSummary:
 def one_line(text: str, limit: int = _MAX_CHARS) -> str:
     """Control, format (bidi: RLO, isolates) and line-break characters removed, spaces
     collapsed, length bounded: safe to show in a notice or a console cell."""
-    kept = []
-    for ch in unicodedata.normalize("NFC", text):
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            kept.append(" " if ch in "\t\r\n\u2028\u2029" else "")
-        else:
-            kept.append(" " if category == "Zs" else ch)
-    return " ".join("".join(kept).split())[:limit]
+    kept = strip_hidden(unicodedata.normalize("NFC", text), breaks=" ")
+    spaced = "".join(" " if unicodedata.category(ch) == "Zs" else ch for ch in kept)
+    return " ".join(spaced.split())[:limit]
 
 
 def header_block(raw: bytes, max_bytes: int) -> bytes:
