@@ -10,7 +10,7 @@ API returns it as received (forensics), the console shows this form.
 
 from __future__ import annotations
 
-from gateway.controls import is_hidden, visible
+from gateway.controls import strip_hidden, visible
 
 __all__ = ["real_extension", "visible"]
 _MAX_EXT = 16
@@ -19,7 +19,7 @@ _MAX_EXT = 16
 def real_extension(name: str) -> str:
     """The extension a file name really ends with (logical order, invisible characters
     removed), lower-cased with its dot, e.g. ``.exe`` for ``請求書\\u202efdp.exe``; "" if none."""
-    clean = "".join(ch for ch in name if not is_hidden(ch)).strip()
+    clean = strip_hidden(name).strip()
     stem, dot, ext = clean.rpartition(".")
     if not dot or not stem or not ext or len(ext) > _MAX_EXT or not ext.isalnum():
         return ""

@@ -10,6 +10,8 @@ import re
 import unicodedata
 from urllib.parse import quote
 
+from gateway.controls import strip_hidden
+
 _MAX_CHARS = 150
 _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
 
@@ -17,7 +19,9 @@ _ASCII_UNSAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
 def safe_filename(name: str, fallback: str = "download") -> str:
     name = unicodedata.normalize("NFC", name[:1000])
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if unicodedata.category(ch)[0] not in "CZ" or ch == " ")
+    # Hidden characters go; so do spaces other than U+0020 (no NBSP or U+3000 in a header).
+    name = strip_hidden(name)
+    name = "".join(ch for ch in name if ch == " " or unicodedata.category(ch) != "Zs")
     name = name.replace('"', "").strip(" .")[:_MAX_CHARS].strip(" .")
     return name or fallback
 

@@ -1,7 +1,7 @@
 """The identifying headers of a message whose body is withheld (virus, unparseable, too big).
 
 Only the header block is read (up to the first empty line, at most ``max_bytes``), with the
-same Japanese-correct decoder the sanitizer uses (gateway/mime/charset.py), so a quarantined
+same Japanese-correct decoder the sanitizer uses (gateway/mime/headers.py), so a quarantined
 record is found by its Message-ID and listed with its subject and sender like any other.
 Never raises: a hostile header block yields empty fields, not an error.
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-from gateway.mime import charset
+from gateway.controls import strip_hidden
+from gateway.mime.headers import decode_header_value
 
 _BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _MAX_CHARS = 998  # one RFC 5322 line: enough to identify, bounded for the record and notice
@@ -34,14 +35,9 @@ class HeaderSummary:
 def one_line(text: str, limit: int = _MAX_CHARS) -> str:
     """Control, format (bidi: RLO, isolates) and line-break characters removed, spaces
     collapsed, length bounded: safe to show in a notice or a console cell."""
-    kept = []
-    for ch in unicodedata.normalize("NFC", text):
-        category = unicodedata.category(ch)
-        if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            kept.append(" " if ch in "\t\r\n\u2028\u2029" else "")
-        else:
-            kept.append(" " if category == "Zs" else ch)
-    return " ".join("".join(kept).split())[:limit]
+    kept = strip_hidden(unicodedata.normalize("NFC", text), breaks=" ")
+    spaced = "".join(" " if unicodedata.category(ch) == "Zs" else ch for ch in kept)
+    return " ".join(spaced.split())[:limit]
 
 
 def header_block(raw: bytes, max_bytes: int) -> bytes:
@@ -65,7 +61,7 @@ def summarize(raw: bytes, max_bytes: int) -> HeaderSummary:
                 break
             key = name.strip().lower()
             if key in _WANTED and key not in values:  # the first wins, as in the sanitizer
-                values[key] = one_line(charset.decode_header_value(str(value)))
+                values[key] = one_line(decode_header_value(str(value)))
     except Exception:  # noqa: BLE001 - total by contract: an identifying aid, never an error
         return HeaderSummary()
     return HeaderSummary(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Iterable
 
+from gateway.controls import strip_hidden
 from gateway.mime.defang import disarm
 from gateway.mime.headers_block import one_line
 from gateway.model import Action, PartReport
@@ -32,9 +32,7 @@ ACTIONS_EN = {
 
 def display_name(name: str, limit: int = 120) -> str:
     """A file name safe to print: no controls, no bidi overrides, bounded length."""
-    cleaned = "".join(
-        ch for ch in name if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp")
-    ).strip()
+    cleaned = strip_hidden(name).strip()
     if len(cleaned) > limit:
         cleaned = cleaned[: limit - 1] + "…"
     return cleaned or "(名前なし / unnamed)"

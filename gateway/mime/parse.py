@@ -3,7 +3,7 @@
 The stdlib parser (``policy.default``) does the MIME work; we walk the tree
 iteratively with explicit depth and part limits (recursion on hostile nesting
 would blow the stack), and decode every header ourselves through
-``gateway.mime.charset`` because the stdlib leaves CP50220 encoded-words undecoded.
+``gateway.mime.headers`` because the stdlib leaves CP50220 encoded-words undecoded.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Final
 
 from gateway.errors import MalformedHeader, TooDeep, TooManyParts, Unparseable
 from gateway.mime import charset
+from gateway.mime.headers import decode_address_list, decode_header_value, part_filename
 
 KEPT_HEADERS = (
     "from",
@@ -100,7 +101,7 @@ def decoded_headers(msg: Message) -> dict[str, str]:
     for name, value in msg.raw_items():
         key = name.lower()
         if key in KEPT_HEADERS and key not in out:
-            text = charset.decode_header_value(str(value))
+            text = decode_header_value(str(value))
             out[key] = text[:_MAX_HEADER_CHARS]
     return out
 
@@ -110,7 +111,7 @@ def address_headers(msg: Message) -> dict[str, list[tuple[str, str]]]:
     for name, value in msg.raw_items():
         key = name.lower()
         if key in ADDRESS_HEADERS and key not in out:
-            out[key] = charset.decode_address_list(str(value))[:200]
+            out[key] = decode_address_list(str(value))[:200]
     return out
 
 
@@ -213,7 +214,7 @@ def parse_message(
             result.defects.append(type(defect).__name__)
         ctype = _content_type(part)
         disposition = _disposition(part)
-        filename = charset.part_filename(part) or ""
+        filename = part_filename(part) or ""
 
         if ctype == "message/rfc822":
             inner = _children(part)
@@ -242,7 +243,7 @@ def parse_message(
                         result.dropped.append(
                             Dropped(
                                 f"{index}.{i + 1}",
-                                charset.part_filename(child) or "",
+                                part_filename(child) or "",
                                 _content_type(child),
                                 "alternative_not_used",
                                 len(_payload_bytes(child)) if not child.is_multipart() else 0,

@@ -6,11 +6,11 @@ import email.policy
 import email.utils
 import re
 import time
-import unicodedata
 from collections.abc import Iterable
 from email.headerregistry import Address
 from email.message import EmailMessage
 
+from gateway.controls import strip_hidden
 from gateway.model import CleanFile
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")  # incl. what str.splitlines() splits on
@@ -25,11 +25,10 @@ SANITIZED_HEADER = "X-Mugai-Sanitized"
 
 
 def _one_line(value: str, limit: int = 2000) -> str:
-    """One header line: controls and line separators become spaces; invisible format
-    characters (bidi overrides, zero-width) and lone surrogates go, as they only serve
-    spoofing and trip the stdlib's header folding."""
-    text = _CTRL.sub(" ", value[: limit * 2])
-    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("Cf", "Cs"))
+    """One header line: controls and line separators become spaces; every other hidden
+    character (bidi overrides, zero-width, lone surrogates, private-use, unassigned) goes, as
+    they only serve spoofing and trip the stdlib's header folding."""
+    text = strip_hidden(_CTRL.sub(" ", value[: limit * 2]))
     return text.strip()[:limit]
 
 

@@ -4,25 +4,19 @@ from __future__ import annotations
 
 import unicodedata
 
+from gateway.controls import strip_hidden
 from gateway.mime.defang import disarm
 
 _MAX_STEM_CHARS = 100
 _FALLBACK = "attachment"
-# Bidi controls (RLO/LRO/isolates/marks) would let "exe.pdf" read as "fdp.exe".
-_BIDI = frozenset("\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # Characters that mean something to file systems or mail clients.
 _RESERVED = frozenset('<>:"/\\|?*')
 
 
 def _clean_char(ch: str) -> str:
-    if ch in _BIDI or ch in _RESERVED:
-        return "_" if ch in _RESERVED else ""
-    category = unicodedata.category(ch)
-    if category in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-        return ""
-    if category == "Zs":
-        return " "
-    return ch
+    if ch in _RESERVED:
+        return "_"
+    return " " if unicodedata.category(ch) == "Zs" else ch
 
 
 def clean_name(filename: str, new_ext: str) -> str:
@@ -33,7 +27,9 @@ def clean_name(filename: str, new_ext: str) -> str:
     # Both separators: Windows senders put backslashes in names.
     name = name.replace("\\", "/").rsplit("/", 1)[-1]
     stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
-    stem = "".join(_clean_char(ch) for ch in stem)
+    # Hidden characters first: bidi controls (RLO, isolates) would let "exe.pdf" read as
+    # "fdp.exe", zero-width ones hide a part of the name.
+    stem = "".join(_clean_char(ch) for ch in strip_hidden(stem))
     stem = " ".join(stem.split())  # collapse runs of spaces
     stem = stem.strip(" .")  # no hidden files, no trailing dots (Windows)
     stem = stem[:_MAX_STEM_CHARS].rstrip(" .")

@@ -19,15 +19,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.mime.charset import (
+from gateway.mime.charset import decode_bytes, normalize_charset
+from gateway.mime.headers import (
     MAX_HEADER_BYTES,
     decode_address_list,
-    decode_bytes,
     decode_header_value,
-    decode_iso2022jp,
-    normalize_charset,
     part_filename,
 )
+from gateway.mime.jis import decode_iso2022jp
 
 ESC_ASCII, ESC_KANJI, ESC_KANA = b"\x1b(B", b"\x1b$B", b"\x1b(I"
 NEC_IBM = "①②Ⅱ㈱㍻髙﨑"

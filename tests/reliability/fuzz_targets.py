@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from gateway.errors import Permanent
 from gateway.mime import charset
+from gateway.mime.headers import decode_address_list, decode_header_value
 from gateway.mime.parse import parse_message
 from gateway.pipeline import sanitize_message
 from gateway.settings import Settings, load_settings
@@ -231,11 +232,11 @@ def check_sanitize(raw: bytes) -> None:
 
 
 def check_header_text(raw: str) -> None:
-    text = charset.decode_header_value(raw)
+    text = decode_header_value(raw)
     assert isinstance(text, str)
     assert "\r" not in text and "\n" not in text, repr(text)
     text.encode("utf-8")  # no lone surrogates reach the rebuild
-    for name, addr in charset.decode_address_list(raw):
+    for name, addr in decode_address_list(raw):
         assert "\n" not in name + addr and "\r" not in name + addr
         (name + addr).encode("utf-8")
 
