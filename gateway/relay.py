@@ -13,7 +13,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiosmtplib
 
@@ -40,6 +40,33 @@ class Relay(Protocol):
     async def close(self) -> None: ...
 
 
+class _Client(aiosmtplib.SMTP):
+    """aiosmtplib's client, remembering whether this transaction's MAIL FROM was accepted."""
+
+    mail_accepted = False
+
+    async def mail(self, *args: Any, **kwargs: Any) -> aiosmtplib.SMTPResponse:
+        response = await super().mail(*args, **kwargs)
+        self.mail_accepted = True
+        return response
+
+
+def _dead_before_mail(client: _Client, exc: BaseException) -> bool:
+    """The reused session was gone before this transaction began, so resending is safe.
+
+    Only when MAIL FROM itself failed — by a disconnect, a socket error, a timeout or a 421
+    (service closing) — has nothing of this message reached the relay: no RCPT, no DATA, so
+    no copy can have been accepted. Once MAIL FROM was accepted we never resend on this path:
+    a disconnect after DATA's final dot may follow the relay's having queued the message, and
+    only the existing retry schedule (RelayTemporary) may decide to send it again.
+    """
+    if client.mail_accepted:
+        return False
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return exc.code == 421
+    return isinstance(exc, aiosmtplib.SMTPServerDisconnected | ConnectionError | OSError)
+
+
 _IDLE_SECONDS = 30.0  # relays (Postfix: smtpd_timeout 300s) keep idle sessions longer
 _MAX_IDLE = 16
 
@@ -64,10 +91,10 @@ class SmtpRelay:
             if require_tls
             else None
         )
-        self._idle: list[tuple[aiosmtplib.SMTP, float]] = []
+        self._idle: list[tuple[_Client, float]] = []
 
-    def _client(self) -> aiosmtplib.SMTP:
-        return aiosmtplib.SMTP(
+    def _client(self) -> _Client:
+        return _Client(
             hostname=self.host,
             port=self.port,
             local_hostname=self.hostname,
@@ -76,23 +103,19 @@ class SmtpRelay:
             tls_context=self.tls_context,
         )
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
-        """A connected client: a pooled one that still answers NOOP, else a new one."""
+    async def _acquire(self) -> tuple[_Client, bool]:
+        """A connected client and whether it is a reused one (no NOOP: see ``send``)."""
         now = time.monotonic()
         while self._idle:
             client, used = self._idle.pop()
             if now - used < _IDLE_SECONDS and client.is_connected:
-                try:
-                    await client.noop()
-                    return client
-                except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                    pass
+                return client, True
             client.close()
         client = self._client()
         await client.connect()
-        return client
+        return client, False
 
-    def _release(self, client: aiosmtplib.SMTP) -> None:
+    def _release(self, client: _Client) -> None:
         if len(self._idle) < _MAX_IDLE and client.is_connected:
             self._idle.append((client, time.monotonic()))
         else:
@@ -107,12 +130,22 @@ class SmtpRelay:
                 client.close()
 
     async def send(self, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes) -> DeliveryResult:
-        client: aiosmtplib.SMTP | None = None
+        client: _Client | None = None
         try:
-            # Connections are reused (NOOP-checked): connect, greeting, EHLO and QUIT per
-            # message cost more round trips than the message itself on a LAN relay.
-            client = await self._acquire()
-            errors, _ = await client.sendmail(mail_from, list(rcpt_tos), data)
+            # Connections are reused: connect, greeting, EHLO and QUIT per message cost more
+            # round trips than the message itself on a LAN relay. No NOOP before reuse: a
+            # session the relay dropped while idle shows as its MAIL FROM failing, and then
+            # the send is retried once on a fresh connection.
+            client, reused = await self._acquire()
+            try:
+                errors, _ = await self._sendmail(client, mail_from, rcpt_tos, data)
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                if not (reused and _dead_before_mail(client, exc)):
+                    raise
+                client.close()
+                client = self._client()
+                await client.connect()
+                errors, _ = await self._sendmail(client, mail_from, rcpt_tos, data)
         except aiosmtplib.SMTPRecipientsRefused as exc:
             if client is not None:
                 client.close()  # session state unknown after a refusal: never reuse
@@ -132,6 +165,13 @@ class SmtpRelay:
         refused = {rcpt: (resp.code, resp.message) for rcpt, resp in errors.items()}
         accepted = tuple(r for r in rcpt_tos if r not in refused)
         return self._split(refused, accepted)
+
+    @staticmethod
+    async def _sendmail(
+        client: _Client, mail_from: str, rcpt_tos: tuple[str, ...], data: bytes
+    ) -> tuple[dict[str, aiosmtplib.SMTPResponse], str]:
+        client.mail_accepted = False
+        return await client.sendmail(mail_from, list(rcpt_tos), data)
 
     @staticmethod
     def _split(refused: dict[str, tuple[int, str]], accepted: tuple[str, ...]) -> DeliveryResult:

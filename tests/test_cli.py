@@ -83,3 +83,29 @@ def test_check_config_prints_effective_settings_with_masked_secrets(tmp_path: Pa
     data = json.loads(res.stdout)
     assert data["smtp"]["listen"] == "127.0.0.1:2525"
     assert "hunter2" not in res.stdout
+
+
+def test_sanitize_does_not_import_the_store_api_or_server(tmp_path: Path) -> None:
+    """`mugai sanitize` start-up: SQLAlchemy, alembic and the web stack are never imported.
+
+    Structural, not timed: -X importtime lists every module the command line imported.
+    """
+    src = tmp_path / "note.txt"
+    src.write_text("hello\n", encoding="utf-8")
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "gateway.cli", "sanitize", "--no-scan",
+         "--out", str(tmp_path / "out"), str(src)],
+        capture_output=True, text=True, cwd=REPO, timeout=280,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in res.stderr.splitlines() if "|" in line}
+    assert "gateway.offline" in imported  # the listing is real
+    for heavy in ("sqlalchemy", "alembic", "fastapi", "uvicorn", "starlette", "gateway.store"):
+        assert heavy not in imported, f"mugai sanitize imported {heavy}"
+
+
+def test_help_still_lists_every_command() -> None:
+    res = mugai("--help")
+    assert res.returncode == 0
+    for word in ("sanitize", "user", "token", "audit", "replay"):
+        assert word in res.stdout

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import RelayRejected, RelayTemporary
-from gateway.relay import SmtpRelay
+from gateway.relay import SmtpRelay, _Client
 from tests.ingress.test_tls import self_signed
 from tests.plugins.smtp_sink import Sink, start_sink
 
@@ -79,9 +80,55 @@ async def test_connections_are_reused_and_stale_ones_replaced(smtp_sink: Sink) -
         await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
     assert len(smtp_sink.messages) == 5
     assert smtp_sink.sessions == 1
-    # The relay drops idle sessions: the next send notices (NOOP) and reconnects.
+    # The relay drops idle sessions: the next send notices (not connected) and reconnects.
     for client, _ in relay._idle:
         client.close()
     await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
     assert len(smtp_sink.messages) == 6 and smtp_sink.sessions == 2
+    await relay.close()
+
+
+async def test_server_closing_an_idle_session_costs_no_noop_and_no_copy(smtp_sink: Sink) -> None:
+    relay = SmtpRelay(smtp_sink.address, hostname="mugai.test")
+    await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    # The relay's idle timeout: the server closes the session we keep in the pool.
+    transport = smtp_sink.connections[-1].transport
+    assert transport is not None
+    transport.close()
+    await asyncio.sleep(0.1)
+    result = await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    assert result.accepted == ("u@town.example.lg.jp",)
+    assert len(smtp_sink.messages) == 2 and smtp_sink.sessions == 2  # exactly one copy
+    await relay.close()
+
+
+class _StillConnected(_Client):
+    @property
+    def is_connected(self) -> bool:
+        return True
+
+
+async def test_pooled_session_dead_at_mail_from_is_retried_once_fresh(smtp_sink: Sink) -> None:
+    """The close is not seen before MAIL FROM is written (the race a NOOP used to cover)."""
+    relay = SmtpRelay(smtp_sink.address, hostname="mugai.test")
+    await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    client, _ = relay._idle[0]
+    transport = smtp_sink.connections[-1].transport
+    assert transport is not None
+    transport.close()
+    await asyncio.sleep(0.1)
+    # This pooled client still believes it is connected, like a FIN still in flight.
+    client.__class__ = _StillConnected
+    await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    assert len(smtp_sink.messages) == 2 and smtp_sink.sessions == 2
+    await relay.close()
+
+
+async def test_disconnect_after_data_dot_is_never_resent(smtp_sink: Sink) -> None:
+    relay = SmtpRelay(smtp_sink.address, hostname="mugai.test")
+    await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)  # a reused session next
+    smtp_sink.drop_after_data = True
+    with pytest.raises(RelayTemporary):
+        await relay.send("a@example.com", ("u@town.example.lg.jp",), MSG)
+    assert len(smtp_sink.messages) == 2 and smtp_sink.sessions == 1  # no second connection
     await relay.close()

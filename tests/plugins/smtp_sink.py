@@ -31,6 +31,9 @@ class Sink:
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
     server: asyncio.base_events.Server | None = None
     sessions: int = 0  # EHLO/HELO greetings seen: one per connection from our relay client
+    connections: list[SMTP] = field(default_factory=list)  # to close one from the server side
+    # Close the connection after storing the message, before the reply to DATA's final dot.
+    drop_after_data: bool = False
 
     @property
     def address(self) -> str:
@@ -50,6 +53,7 @@ class Sink:
         responses: list[str],
     ) -> list[str]:  # fmt: skip
         self.sessions += 1
+        self.connections.append(server)
         session.host_name = hostname
         return responses
 
@@ -71,6 +75,8 @@ class Sink:
             )
         )
         self.arrived.set()
+        if self.drop_after_data and server.transport is not None:
+            server.transport.close()
         return "250 OK"
 
 
