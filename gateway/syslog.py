@@ -36,8 +36,8 @@ from sqlalchemy import and_, func, or_, select
 from gateway.controls import visible
 from gateway.settings import Settings, SyslogSettings
 from gateway.store.models import AuditRow, MessageRow
-from gateway.store.repository import FINAL_STATUSES, Store, utc
-from gateway.vocab import MessageStatus
+from gateway.store.repository import Store, utc
+from gateway.vocab import FINAL_STATUSES, MessageStatus
 
 log = logging.getLogger(__name__)
 

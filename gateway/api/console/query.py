@@ -21,16 +21,7 @@ from gateway.vocab import MessageStatus
 
 JST = ZoneInfo("Asia/Tokyo")
 PAGE_SIZE = 50
-STATUSES = (
-    MessageStatus.PROCESSING,
-    MessageStatus.DEFERRED,
-    MessageStatus.DELIVERED,
-    MessageStatus.QUARANTINED,
-    MessageStatus.RELEASED,
-    MessageStatus.DELETED,
-    MessageStatus.DONE,
-    MessageStatus.WITHHELD,
-)
+STATUSES = tuple(MessageStatus)
 _ID = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _LIMITS = {"message_id": 1000, "sender": 512, "recipient": 512}
 

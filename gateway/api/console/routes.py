@@ -41,13 +41,7 @@ _MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 MAX_REASON = 2000
 MAX_TOKEN_FIELD = 256
 AUDIT_PAGE = 100
-REQUEST_STATUSES = (
-    ReleaseStatus.PENDING,
-    ReleaseStatus.APPROVED,
-    ReleaseStatus.RELEASED,
-    ReleaseStatus.FAILED,
-    ReleaseStatus.REJECTED,
-)
+REQUEST_STATUSES = tuple(ReleaseStatus)
 _CSS = (HERE / "static" / "console.css").read_bytes()
 MAX_SIGNATURE = 500
 _DOWNLOAD_HEADERS = {
