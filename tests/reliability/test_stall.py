@@ -48,5 +48,6 @@ async def test_too_large_to_scan_row(tmp_path: Path, clamd_factory: Any) -> None
     print(row.as_dict())
     assert row.accepted == 2 and row.quarantined == 2 and row.delivered == 0, row
     assert row.reasons == [("too_large_to_scan",)], row
-    # Usually the first attempt; when clamd's reset beats its answer, a retry (never clean).
-    assert row.attempts and row.attempts[0] == 1, row
+    # Usually the first attempt; when clamd's reset beats its answer (seen for both mails on
+    # a busy CI machine: attempts [2, 3]), a few retries — never clean, never delivered.
+    assert row.attempts and all(1 <= a <= 10 for a in row.attempts), row
