@@ -40,11 +40,11 @@ from gateway.store.models import (
     UserRow,
 )
 from gateway.store.tokens import Principal
-from gateway.vocab import FINAL_STATUSES, MessageStatus
+from gateway.vocab import MessageStatus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FINAL_STATUSES", "STATUSES", "Store", "database_url", "make_engine"]
+__all__ = ["STATUSES", "Store", "database_url", "make_engine"]
 
 # The statuses the mugai_messages gauge reports, as before (not file jobs' done/withheld).
 STATUSES = tuple(s for s in MessageStatus if s not in (MessageStatus.DONE, MessageStatus.WITHHELD))

@@ -24,7 +24,7 @@ from gateway.api.console.throttle import LOGIN_FAILURES, LoginNonces, RateLimit,
 from gateway.api.deps import GatewayPorts
 from gateway.api.disposition import content_disposition
 from gateway.api.release_flow import approve_and_send
-from gateway.errors import Conflict, Invalid, NotAllowed, NotFound, Refused
+from gateway.errors import Refused
 from gateway.report_monthly import ENCODINGS, collect, parse_month
 from gateway.report_monthly import render as render_csv
 from gateway.store.releases import ExceptionCategory, same_person, signature_of
@@ -120,12 +120,8 @@ async def posted(request: Request, permission: str = "") -> tuple[Session, dict[
 
 
 def store_error(exc: Refused, session: Session) -> ConsoleError:
-    status = 404 if isinstance(exc, NotFound) else 403 if isinstance(exc, NotAllowed) else 409
-    if isinstance(exc, Invalid):
-        status = 422
-    elif not isinstance(exc, (NotFound, NotAllowed, Conflict)):
-        status = 400
-    return ConsoleError(status, exc.reason, session)
+    # The class carries its status (gateway/errors.py), as for the API's handler.
+    return ConsoleError(exc.http_status, exc.reason, session)
 
 
 def see_other(url: str) -> RedirectResponse:
